@@ -1,0 +1,14 @@
+"""Slack glue. Each module exposes register(app, services)."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.services import Services
+from handlers import actions, events, home
+
+
+def register_all(app: AsyncApp, services: Services) -> None:
+    events.register(app, services)
+    actions.register(app, services)
+    home.register(app, services)

@@ -1,0 +1,175 @@
+"""Settings: read once from the environment (and ./.env), validated, frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+DEFAULT_SLACK_API_URL: Final = "https://slack.com/api/"
+DEFAULT_DASHSCOPE_URL: Final = "https://dashscope.aliyuncs.com/api/v1"
+DEFAULT_DATABASE_URL: Final = "sqlite:///data/bot.sqlite3"
+
+# Where an operator gets each required value; shown verbatim when it is missing.
+_WHERE: Final[dict[str, str]] = {
+    "SLACK_BOT_TOKEN": (
+        "the Bot User OAuth Token (xoxb-...): create the app from manifest.yml at "
+        "https://api.slack.com/apps?new_app=1, install it, then OAuth & Permissions"
+    ),
+    "SLACK_APP_TOKEN": (
+        "an app-level token (xapp-...) with the connections:write scope: "
+        "Basic Information > App-Level Tokens (Socket Mode)"
+    ),
+    "SLACK_SIGNING_SECRET": (
+        "Basic Information > App Credentials > Signing Secret (needed in HTTP mode; "
+        "or set SLACK_APP_TOKEN to use Socket Mode instead)"
+    ),
+    "DASHSCOPE_API_KEY": (
+        "a Model Studio API key (sk-...) from the Beijing region: "
+        "https://bailian.console.aliyun.com/?apiKey=1"
+    ),
+}
+
+
+class ConfigError(Exception):
+    """The environment cannot run the bot; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    slack_bot_token: str
+    dashscope_api_key: str
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    host: str = "0.0.0.0"
+    port: int = 3000
+    dashscope_base_url: str = DEFAULT_DASHSCOPE_URL
+    database_path: Path = Path("data/bot.sqlite3")
+    research_model: str = "qwen-deep-research"
+    thinking_model: str = "qwen-plus"
+    progress_update_seconds: float = 5.0
+    http_mode: bool = False
+
+    def __repr__(self) -> str:  # secrets never reach a log through repr()
+        return (
+            f"Settings(mode={'http' if self.http_mode else 'socket'}, "
+            f"slack_api_url={self.slack_api_url!r}, dashscope={self.dashscope_base_url!r}, "
+            f"db={str(self.database_path)!r}, research_model={self.research_model!r})"
+        )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        values = (
+            self.slack_bot_token,
+            self.slack_app_token,
+            self.slack_signing_secret,
+            self.dashscope_api_key,
+        )
+        return tuple(v for v in values if v)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; comments, blank lines and `export ` prefixes allowed."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def database_path(url: str) -> Path:
+    """`sqlite:///relative.db` -> relative.db, `sqlite:////abs.db` -> /abs.db."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(
+            f"DATABASE_URL must look like sqlite:///relative.db or sqlite:////absolute.db, "
+            f"got {url!r}"
+        )
+    return Path(url[len(prefix) :])
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    force_http: bool = False,
+    dotenv: Path | None = Path(".env"),
+) -> Settings:
+    """Build Settings from the environment; the real environment wins over .env."""
+    env: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv is not None else {}
+    env.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    app_token = get("SLACK_APP_TOKEN")
+    http_mode = force_http or app_token is None
+    required = ["SLACK_BOT_TOKEN", "DASHSCOPE_API_KEY"]
+    if http_mode:
+        required.append("SLACK_SIGNING_SECRET")
+    missing = [name for name in required if get(name) is None]
+    if missing:
+        lines = [f"  {name}: {_WHERE[name]}" for name in missing]
+        if http_mode and not force_http:
+            lines.append(f"  (or, for Socket Mode, SLACK_APP_TOKEN: {_WHERE['SLACK_APP_TOKEN']})")
+        raise ConfigError(
+            "Missing settings (put them in the environment or in ./.env):\n" + "\n".join(lines)
+        )
+
+    problems: list[str] = []
+    bot_token = get("SLACK_BOT_TOKEN") or ""
+    if not bot_token.startswith("xoxb-"):
+        problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    if app_token is not None and not app_token.startswith("xapp-"):
+        problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+
+    def number(name: str, default: float, *, integer: bool = False) -> float:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if value < 0:
+            problems.append(f"{name} must not be negative")
+        return value
+
+    port = int(number("PORT", 3000, integer=True))
+    progress = number("PROGRESS_UPDATE_SECONDS", 5.0)
+    try:
+        db_path = database_path(get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        db_path = Path()
+    if problems:
+        raise ConfigError("Invalid settings:\n" + "\n".join(f"  {p}" for p in problems))
+
+    slack_api_url = get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+    return Settings(
+        slack_bot_token=bot_token,
+        dashscope_api_key=get("DASHSCOPE_API_KEY") or "",
+        slack_app_token=app_token,
+        slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+        slack_api_url=slack_api_url if slack_api_url.endswith("/") else slack_api_url + "/",
+        host=get("HOST") or "0.0.0.0",
+        port=port,
+        dashscope_base_url=(get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_DASHSCOPE_URL).rstrip("/"),
+        database_path=db_path,
+        research_model=get("RESEARCH_MODEL") or "qwen-deep-research",
+        thinking_model=get("THINKING_MODEL") or "qwen-plus",
+        progress_update_seconds=progress,
+        http_mode=http_mode,
+    )

@@ -1,0 +1,177 @@
+"""Pure translation of one DashScope stream frame into typed events.
+
+A frame is the JSON object of one SSE `data:` line: `{"output", "usage", "request_id"}` for
+results or `{"code", "message", "request_id"}` for errors. Everything awkward about the wire
+format is handled here and nowhere else: KeepAlive frames, metadata-only frames, a null
+`output`, mainline vs snapshot statuses, statuses nobody documented, and values of the wrong type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bot.qwen.events import (
+    ANSWER,
+    FINISHED,
+    KEEPALIVE,
+    ROUND_FINISHED,
+    Event,
+    Finished,
+    PhaseStatus,
+    ReasoningDelta,
+    Reference,
+    References,
+    ResearchGoal,
+    RoundFinished,
+    SitesFound,
+    StreamError,
+    TextDelta,
+    Usage,
+    WebSite,
+)
+
+
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return 0
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def interpret(frame: Mapping[str, Any]) -> list[Event]:
+    """Events carried by one frame, in the order a reader should apply them."""
+    if not isinstance(frame, Mapping):
+        return []
+    code = _str(frame.get("code"))
+    output = frame.get("output")
+    if code and not isinstance(output, Mapping):
+        return [
+            StreamError(
+                code=code,
+                message=_str(frame.get("message")),
+                request_id=_str(frame.get("request_id")),
+                status=_int(frame.get("status_code")),
+            )
+        ]
+    out = _obj(output)
+    message = _obj(out.get("message"))
+    if _str(message.get("phase")) == KEEPALIVE:
+        return []
+
+    events: list[Event] = []
+    if message:
+        events.extend(_research_events(message))
+    else:
+        events.extend(_thinking_events(out))
+    usage = _usage(frame)
+    if usage is not None:
+        events.append(usage)
+    if message and message.get("phase") == ANSWER and message.get("status") == FINISHED:
+        events.append(Finished(ANSWER))
+    return events
+
+
+def _research_events(message: Mapping[str, Any]) -> list[Event]:
+    phase = _str(message.get("phase"))
+    status = _str(message.get("status"))
+    events: list[Event] = []
+    if phase:
+        events.append(PhaseStatus(phase, status))
+    content = _str(message.get("content"))
+    if content:
+        events.append(TextDelta(phase or ANSWER, content))
+
+    deep = _obj(_obj(message.get("extra")).get("deep_research"))
+    research = _obj(deep.get("research"))
+    if research:
+        round_id = _int(research.get("id"))
+        # Mainline sends goals in streamingQueries and sites in streamingWebResult; the
+        # snapshot sends both under streamingThinking. Reading the fields, not the status,
+        # covers both and any status added later.
+        goal = _str(research.get("researchGoal"))
+        if goal:
+            events.append(ResearchGoal(round_id, goal))
+        sites = tuple(
+            WebSite(
+                title=_str(s.get("title")) or _str(s.get("url")),
+                url=_str(s.get("url")),
+                description=_str(s.get("description")),
+            )
+            for s in map(_obj, _list(research.get("webSites")))
+            if _str(s.get("url")) or _str(s.get("title"))
+        )
+        if sites:
+            events.append(SitesFound(round_id, sites))
+        if status == ROUND_FINISHED:
+            events.append(RoundFinished(round_id))
+
+    refs = tuple(
+        Reference(
+            index=_int(r.get("index_number")) or position,
+            title=_str(r.get("title")) or _str(r.get("url")),
+            url=_str(r.get("url")),
+            description=_str(r.get("description")),
+        )
+        for position, r in enumerate(map(_obj, _list(deep.get("references"))), start=1)
+        if _str(r.get("url")) or _str(r.get("title"))
+    )
+    if refs:
+        events.append(References(refs))
+    return events
+
+
+def _thinking_events(output: Mapping[str, Any]) -> list[Event]:
+    events: list[Event] = []
+    choices = _list(output.get("choices"))
+    if not choices:
+        text = _str(output.get("text"))  # result_format "text"
+        if text:
+            events.append(TextDelta(ANSWER, text))
+        reason = _str(output.get("finish_reason"))
+        if reason and reason != "null":
+            events.append(Finished(ANSWER))
+        return events
+    choice = _obj(choices[0])
+    message = _obj(choice.get("message"))
+    reasoning = _str(message.get("reasoning_content"))
+    if reasoning:
+        events.append(ReasoningDelta(reasoning))
+    content = message.get("content")
+    if isinstance(content, list):  # multimodal models answer with [{"text": ...}]
+        content = "".join(_str(_obj(part).get("text")) for part in content)
+    text = _str(content)
+    if text:
+        events.append(TextDelta(ANSWER, text))
+    reason = _str(choice.get("finish_reason"))
+    if reason and reason != "null":
+        events.append(Finished(ANSWER))
+    return events
+
+
+def _usage(frame: Mapping[str, Any]) -> Usage | None:
+    usage = frame.get("usage")
+    if not isinstance(usage, Mapping) or not usage:
+        return None
+    details = _obj(usage.get("output_tokens_details"))
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        reasoning_tokens=_int(details.get("reasoning_tokens")),
+        request_id=_str(frame.get("request_id")),
+    )

@@ -1,0 +1,503 @@
+"""Research conversations: the thread state machine and the research run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Final
+
+from bot.progress import ProgressTracker, Stage
+from bot.qwen.client import ModelClient, research_call
+from bot.qwen.errors import user_sentence
+from bot.qwen.events import (
+    ANSWER,
+    Finished,
+    Reference,
+    References,
+    StreamError,
+    TextDelta,
+    Usage,
+)
+from bot.report import Report, RunStats
+from bot.sink import SinkFactory, ThreadSink
+from bot.usage import Pricing
+from storage.models import Conversation, ConversationKey, State, UsageRecord
+from storage.sqlite import Store
+
+logger = logging.getLogger(__name__)
+
+# Slack clears a thread's status line after two minutes without a reply.
+STATUS_REFRESH_SECONDS: Final = 90.0
+# With nothing new to show, the elapsed time alone is refreshed this rarely.
+IDLE_REFRESH_SECONDS: Final = 30.0
+MAX_MESSAGE_CHARS: Final = 8000
+
+HOW_TO: Final = (
+    "Mention me with a topic to start a research conversation, for example: "
+    "`@Qwen Deep Research the use of AI in education`. I'll ask one clarifying question "
+    "in the thread, then research and post a report."
+)
+TOO_LONG: Final = (
+    f"That message is too long for me: please keep it under {MAX_MESSAGE_CHARS:,} characters."
+)
+STILL_RUNNING: Final = (
+    "Research is still running in this thread. Please wait for the report, or press Stop on "
+    "the progress message to end it."
+)
+NOT_FINISHED: Final = "The last run in this thread did not finish. Press Retry to run it again."
+STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended before finishing")
+
+
+class StopReason(StrEnum):
+    USER = "user"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class ResearchConfig:
+    model: str
+    progress_interval: float
+
+
+@dataclass(slots=True)
+class _CallResult:
+    text: str = ""
+    references: tuple[Reference, ...] = ()
+    usage: Usage | None = None
+    error: StreamError | None = None
+    finished: bool = False
+
+    def apply(self, event: object) -> None:
+        match event:
+            case TextDelta(phase=phase, text=text) if phase == ANSWER:
+                self.text += text
+            case References(items=items):
+                self.references = items  # the last non-empty list wins
+            case Usage():
+                self.usage = event
+            case StreamError():
+                self.error = event
+            case Finished():
+                self.finished = True
+
+    @property
+    def outcome(self) -> StreamError | None:
+        if self.error is not None:
+            return self.error
+        return None if self.finished else STREAM_CUT
+
+
+class ResearchService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        model: ModelClient,
+        sinks: SinkFactory,
+        pricing: Pricing,
+        config: ResearchConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._model = model
+        self._sinks = sinks
+        self._pricing = pricing
+        self._config = config
+        self._clock = clock
+        self._locks: weakref.WeakValueDictionary[ConversationKey, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._runs: dict[ConversationKey, asyncio.Task[None]] = {}
+        self._stop_reasons: dict[ConversationKey, StopReason] = {}
+        self._accepting = True
+
+    # --- entry points from Slack ---------------------------------------------------------
+
+    async def mention(self, key: ConversationKey, user_id: str, text: str) -> None:
+        """The bot was mentioned: start a conversation, or continue the thread's one."""
+        sink = self._sinks(key)
+        async with self._lock(key):
+            existing = await self._store.get(key)
+        if existing is not None:
+            await self.reply(key, user_id, text)
+            return
+        if not text.strip():
+            await sink.post_notice(HOW_TO)
+            return
+        if len(text) > MAX_MESSAGE_CHARS:
+            await sink.post_notice(TOO_LONG)
+            return
+        if not self._accepting:
+            await sink.post_notice(_RESTARTING)
+            return
+        async with self._lock(key):
+            if await self._store.get(key) is not None:
+                return
+            history = ({"role": "user", "content": text},)
+            conversation = Conversation(
+                key=key,
+                user_id=user_id,
+                state=State.AWAITING_CLARIFICATION,
+                model=self._config.model,
+                history=history,
+            )
+            await self._clarify(conversation, sink, created=False)
+
+    async def reply(self, key: ConversationKey, user_id: str, text: str) -> None:
+        """A human replied in a thread; only threads with a conversation get here."""
+        async with self._lock(key):
+            conversation = await self._store.get(key)
+            if conversation is None:
+                return
+            sink = self._sinks(key)
+            if conversation.state is State.AWAITING_CLARIFICATION:
+                if not text.strip():
+                    return
+                if len(text) > MAX_MESSAGE_CHARS:
+                    await sink.post_notice(TOO_LONG)
+                    return
+                if not self._accepting:
+                    await sink.post_notice(_RESTARTING)
+                    return
+                history = (*conversation.history, {"role": "user", "content": text})
+                await self._begin_research(replace(conversation, history=history))
+            elif conversation.state is State.RESEARCHING:
+                await sink.post_notice(STILL_RUNNING)
+            elif conversation.state in (State.FAILED, State.CANCELLED, State.INTERRUPTED):
+                await sink.post_notice(NOT_FINISHED, retry=True)
+            # DONE: follow-up questions are answered by the answers service.
+
+    async def retry(self, key: ConversationKey) -> None:
+        """Re-run the step that did not finish, with the same history."""
+        async with self._lock(key):
+            conversation = await self._store.get(key)
+            if conversation is None or conversation.state not in (
+                State.FAILED,
+                State.CANCELLED,
+                State.INTERRUPTED,
+            ):
+                return  # a second press, or nothing to retry
+            sink = self._sinks(key)
+            if not self._accepting:
+                await sink.post_notice(_RESTARTING)
+                return
+            if len(conversation.history) <= 1:
+                await self._clarify(conversation, sink, created=True)
+            else:
+                await self._begin_research(conversation)
+
+    async def stop(self, key: ConversationKey) -> bool:
+        """Stop the thread's run at once; False if nothing was running."""
+        task = self._runs.get(key)
+        if task is None or task.done():
+            return False
+        self._stop_reasons[key] = StopReason.USER
+        task.cancel()
+        await asyncio.wait({task}, timeout=10)
+        return True
+
+    def is_running(self, key: ConversationKey) -> bool:
+        task = self._runs.get(key)
+        return task is not None and not task.done()
+
+    async def recover(self) -> int:
+        """After a crash: runs still marked researching were interrupted; tell their threads."""
+        interrupted = await self._store.in_state(State.RESEARCHING)
+        for conversation in interrupted:
+            await self._store.save(replace(conversation, state=State.INTERRUPTED))
+            try:
+                await self._sinks(conversation.key).post_notice(_INTERRUPTED, retry=True)
+            except Exception:
+                logger.exception(
+                    "could not tell thread %s about the interruption", conversation.key
+                )
+        return len(interrupted)
+
+    async def shutdown(self, timeout: float = 20.0) -> None:
+        """Stop taking work; interrupt running research and record where it stood."""
+        self._accepting = False
+        tasks = [t for t in self._runs.values() if not t.done()]
+        for key, task in list(self._runs.items()):
+            if not task.done():
+                self._stop_reasons[key] = StopReason.SHUTDOWN
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait for running research to end (tests and benchmarks)."""
+        tasks = [t for t in self._runs.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    # --- steps -------------------------------------------------------------------------------
+
+    async def _clarify(
+        self, conversation: Conversation, sink: ThreadSink, *, created: bool
+    ) -> None:
+        """Step 1: ask the model for its clarifying question and relay it."""
+        await sink.set_status("is reading your request…")
+        result = await self._call(conversation)
+        usage = self._usage_records(conversation, "clarify", result.usage)
+        error = result.outcome
+        if error is None and result.text.strip():
+            conversation = replace(
+                conversation,
+                state=State.AWAITING_CLARIFICATION,
+                history=(
+                    *conversation.history,
+                    {"role": "assistant", "content": result.text},
+                ),
+            )
+        else:
+            conversation = replace(conversation, state=State.FAILED)
+        if created:
+            await self._store.save(conversation, usage)
+        else:
+            await self._store.create(conversation, usage)
+        if conversation.state is State.AWAITING_CLARIFICATION:
+            await sink.post_markdown(result.text)
+        else:
+            _log_model_error(conversation.key, error or STREAM_CUT)
+            await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
+
+    async def _begin_research(self, conversation: Conversation) -> None:
+        conversation = await self._store.save(
+            replace(conversation, state=State.RESEARCHING, progress_ts=None)
+        )
+        key = conversation.key
+        self._stop_reasons.pop(key, None)
+        task = asyncio.create_task(self._research(conversation), name=f"research {key}")
+        self._runs[key] = task
+        task.add_done_callback(lambda t: self._forget(key, t))
+
+    def _forget(self, key: ConversationKey, task: asyncio.Task[None]) -> None:
+        if self._runs.get(key) is task:
+            del self._runs[key]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("research run %s crashed", key, exc_info=task.exception())
+
+    async def _research(self, conversation: Conversation) -> None:
+        """Step 2: stream the research, keep the progress message live, deliver the report."""
+        key = conversation.key
+        sink = self._sinks(key)
+        started = self._clock()
+        progress = _ProgressMessage(sink, self._config.progress_interval, self._clock, started)
+        result = _CallResult()
+        try:
+            ts = await progress.start()
+            conversation = await self._store.save(replace(conversation, progress_ts=ts))
+            pacing = asyncio.create_task(progress.keep_live())
+            try:
+                async for event in self._model.stream(
+                    research_call(conversation.model, conversation.history)
+                ):
+                    progress.tracker.apply(event)
+                    result.apply(event)
+            finally:
+                pacing.cancel()
+                await asyncio.gather(pacing, return_exceptions=True)
+        except asyncio.CancelledError:
+            reason = self._stop_reasons.pop(key, StopReason.SHUTDOWN)
+            await self._end_stopped(conversation, sink, progress, result, reason)
+            raise
+        except Exception:
+            logger.exception("research run %s failed", key)
+            result.error = result.error or STREAM_CUT
+        duration = self._clock() - started
+        usage = self._usage_records(conversation, "research", result.usage)
+        error = result.outcome
+        if error is not None or not result.text.strip():
+            await self._store.save(replace(conversation, state=State.FAILED), usage)
+            _log_model_error(key, error or STREAM_CUT)
+            await progress.finish(Stage.FAILED)
+            await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
+            return
+        report = Report(
+            topic=_topic(conversation),
+            text=result.text,
+            references=result.references,
+            stats=RunStats(
+                duration_seconds=duration,
+                input_tokens=sum(u.input_tokens for u in usage),
+                output_tokens=sum(u.output_tokens for u in usage),
+                cost_usd=_total_cost(usage),
+            ),
+        )
+        await self._store.save(
+            replace(
+                conversation,
+                state=State.DONE,
+                history=(*conversation.history, {"role": "assistant", "content": result.text}),
+                report=result.text,
+                references=tuple(
+                    {"index": r.index, "title": r.title, "url": r.url} for r in result.references
+                ),
+            ),
+            usage,
+        )
+        await progress.finish(Stage.DONE)
+        try:
+            await sink.deliver_report(report)
+        except Exception:
+            logger.exception("could not deliver the report of %s", key)
+            await sink.post_notice(
+                "The research finished, but I could not upload the report to this thread. "
+                "It is saved; ask the bot's admin to check its Slack permissions (files:write)."
+            )
+
+    async def _end_stopped(
+        self,
+        conversation: Conversation,
+        sink: ThreadSink,
+        progress: _ProgressMessage,
+        result: _CallResult,
+        reason: StopReason,
+    ) -> None:
+        state = State.CANCELLED if reason is StopReason.USER else State.INTERRUPTED
+        usage = self._usage_records(conversation, "research", result.usage)
+        try:
+            await self._store.save(replace(conversation, state=state), usage)
+            await progress.finish(Stage.STOPPED, wait=False)
+            await sink.post_notice(
+                _STOPPED if reason is StopReason.USER else _INTERRUPTED, retry=True
+            )
+        except Exception:
+            logger.exception("could not record the end of %s", conversation.key)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _call(self, conversation: Conversation) -> _CallResult:
+        result = _CallResult()
+        async for event in self._model.stream(
+            research_call(conversation.model, conversation.history)
+        ):
+            result.apply(event)
+        return result
+
+    def _usage_records(
+        self, conversation: Conversation, kind: str, usage: Usage | None
+    ) -> list[UsageRecord]:
+        if usage is None:
+            return []
+        key = conversation.key
+        return [
+            UsageRecord(
+                team_id=key.team_id,
+                user_id=conversation.user_id,
+                channel_id=key.channel_id,
+                thread_ts=key.thread_ts,
+                model=conversation.model,
+                kind=kind,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                request_id=usage.request_id,
+                cost_usd=self._pricing.cost(
+                    conversation.model, usage.input_tokens, usage.output_tokens
+                ),
+            )
+        ]
+
+    def _lock(self, key: ConversationKey) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+
+class _ProgressMessage:
+    """The live progress message: created once, edited no more often than `interval`."""
+
+    def __init__(
+        self,
+        sink: ThreadSink,
+        interval: float,
+        clock: Callable[[], float],
+        started: float,
+    ) -> None:
+        self.tracker = ProgressTracker()
+        self._sink = sink
+        self._interval = interval
+        self._clock = clock
+        self._started = started
+        self._ts: str | None = None
+        self._last_edit = 0.0
+        self._last_status = 0.0
+
+    async def start(self) -> str:
+        await self._sink.set_status("is researching…")
+        self._last_status = self._clock()
+        self._ts = await self._sink.show_progress(self._view(), None)
+        self._last_edit = self._clock()
+        return self._ts
+
+    async def keep_live(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._interval - (self._clock() - self._last_edit), 0.05))
+            now = self._clock()
+            if now - self._last_edit < self._interval:
+                continue
+            if self.tracker.changed or now - self._last_edit >= IDLE_REFRESH_SECONDS:
+                await self._edit()
+            if now - self._last_status >= STATUS_REFRESH_SECONDS:
+                self._last_status = now
+                await self._sink.set_status("is researching…")
+
+    async def finish(self, stage: Stage, *, wait: bool = True) -> None:
+        self.tracker.end(stage)
+        if self._ts is None:
+            return
+        remaining = self._interval - (self._clock() - self._last_edit)
+        if wait and remaining > 0:
+            await asyncio.sleep(remaining)
+        await self._edit()
+
+    async def _edit(self) -> None:
+        try:
+            await self._sink.show_progress(self._view(), self._ts)
+        except Exception:  # a missed edit must never end the research run
+            logger.warning("progress edit failed", exc_info=True)
+        self._last_edit = self._clock()
+
+    def _view(self) -> Any:
+        return self.tracker.view(self._clock() - self._started)
+
+
+def _topic(conversation: Conversation) -> str:
+    first = conversation.history[0]["content"] if conversation.history else ""
+    if isinstance(first, list):
+        return " ".join(str(part.get("text", "")) for part in first if isinstance(part, dict))
+    return str(first)
+
+
+def _total_cost(usage: list[UsageRecord]) -> float | None:
+    costs = [u.cost_usd for u in usage]
+    if not costs or any(c is None for c in costs):
+        return None
+    return sum(c for c in costs if c is not None)
+
+
+def _log_model_error(key: ConversationKey, error: StreamError) -> None:
+    logger.error(
+        "model call for %s failed: code=%s status=%s request_id=%s message=%s",
+        key,
+        error.code,
+        error.status,
+        error.request_id,
+        error.message,
+    )
+
+
+_STOPPED: Final = "Research stopped. Nothing more will be spent on this run."
+_INTERRUPTED: Final = (
+    "The research run in this thread was interrupted because the bot restarted. "
+    "Press Retry to run it again."
+)
+_RESTARTING: Final = "I'm restarting right now. Please try again in a minute."

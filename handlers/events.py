@@ -1,0 +1,117 @@
+"""Event listeners: mentions and thread replies, filtered and de-duplicated before any work."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.services import Services
+from storage.models import ConversationKey
+
+logger = logging.getLogger(__name__)
+
+# Message subtypes that carry a person's words; everything else (edits, deletions, joins,
+# bot posts, the bot's own chat.update echoes) is dropped on purpose.
+HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    store = services.store
+    research = services.research
+
+    @app.middleware
+    async def drop_redeliveries_and_noise(
+        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        body = req.body
+        if body.get("type") != "event_callback":
+            await next()
+            return None
+        event = body.get("event") or {}
+        if event.get("type") == "message" and not _from_a_person(event):
+            return BoltResponse(status=200, body="")
+        if _retry_num(req) > 0:
+            logger.info("ignoring redelivery %s of event %s", _retry_num(req), body.get("event_id"))
+            return BoltResponse(status=200, body="")
+        event_id = body.get("event_id")
+        if event_id and not await store.claim(f"event:{event_id}"):
+            logger.info("ignoring event %s seen before", event_id)
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    @app.event("app_mention")
+    async def on_mention(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        key = _thread_key(body, event)
+        if not await store.claim(_message_claim(key, event)):
+            return
+        text = strip_mentions(event.get("text", ""), context.bot_user_id)
+        await research.mention(key, event.get("user", ""), text)
+
+    @app.event("message")
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if event.get("user") == context.bot_user_id:
+            return
+        key = _thread_key(body, event)
+        in_thread = event.get("thread_ts") not in (None, event.get("ts"))
+        if in_thread:
+            if await store.get(key) is None:
+                return  # a thread the bot is not part of
+            if not await store.claim(_message_claim(key, event)):
+                return  # also delivered as app_mention, already handled
+            text = strip_mentions(event.get("text", ""), context.bot_user_id)
+            await research.reply(key, event.get("user", ""), text)
+        elif event.get("channel_type") == "im":
+            # In a DM every top-level message is meant for the bot: no mention needed.
+            if not await store.claim(_message_claim(key, event)):
+                return
+            text = strip_mentions(event.get("text", ""), context.bot_user_id)
+            await research.mention(key, event.get("user", ""), text)
+
+
+def strip_mentions(text: str, bot_user_id: str | None) -> str:
+    """The text without the bot's own `<@U…>` markup (other people's mentions stay)."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def _from_a_person(event: Mapping[str, Any]) -> bool:
+    return (
+        event.get("subtype") in HUMAN_SUBTYPES
+        and not event.get("bot_id")
+        and bool(event.get("user"))
+    )
+
+
+def _retry_num(req: AsyncBoltRequest) -> int:
+    # Socket Mode deliveries carry the header too, as "0" the first time: compare the number.
+    values = req.headers.get("x-slack-retry-num") or []
+    try:
+        return int(values[0]) if values else 0
+    except ValueError:
+        return 0
+
+
+def _thread_key(body: Mapping[str, Any], event: Mapping[str, Any]) -> ConversationKey:
+    team = body.get("team_id") or event.get("team") or ""
+    return ConversationKey(
+        team_id=str(team),
+        channel_id=str(event.get("channel", "")),
+        thread_ts=str(event.get("thread_ts") or event.get("ts", "")),
+    )
+
+
+def _message_claim(key: ConversationKey, event: Mapping[str, Any]) -> str:
+    # app_mention and message deliveries of one message share its ts, not their event ids.
+    return f"message:{key.team_id}:{key.channel_id}:{event.get('ts')}"

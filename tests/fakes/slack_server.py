@@ -1,0 +1,603 @@
+"""A fake Slack: Web API, file upload v2 and Socket Mode on one local aiohttp server.
+
+Point the real slack_sdk at it with `AsyncWebClient(token=..., base_url=fake.api_url)`; Socket Mode
+clients reach the websocket through `apps.connections.open` on the same base URL.
+
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        await client.chat_postMessage(channel="C1", text="hi")
+        [call] = await slack.wait_for_call("chat.postMessage")
+
+Argument encodings it accepts, mirroring slack_sdk 3.47: JSON bodies (chat.*, views.*), query
+strings on POST or GET (reactions.*, users.info, files.*) and form bodies (Bolt, older callers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+
+from .slack_payloads import next_ts
+
+# Arguments whose value is JSON; form bodies and query strings carry them as JSON strings.
+_JSON_ARGS = frozenset(
+    {"blocks", "attachments", "view", "files", "metadata", "loading_messages", "chunks"}
+)
+MAX_TEXT = 40_000
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3_000
+MAX_MARKDOWN_TOTAL = 12_000
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+    error: str | None = None  # what the fake answered with ("ratelimited", ...); None if ok
+
+
+@dataclass
+class UploadedFile:
+    file_id: str
+    filename: str
+    length: int
+    content: bytes
+    title: str | None
+    channel_id: str | None
+    thread_ts: str | None
+    initial_comment: str | None
+
+
+@dataclass
+class _Fault:
+    status: int
+    error: str
+    retry_after: int
+    remaining: int
+
+
+@dataclass
+class _PendingUpload:
+    filename: str
+    length: int
+    content: bytes | None = None  # set once the bytes are POSTed to the upload URL
+
+
+class SlackError(Exception):
+    """Raised by a method handler to answer {"ok": false, "error": ...}."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _default_users(team_id: str) -> dict[str, dict[str, Any]]:
+    def user(uid: str, name: str, *, admin: bool, owner: bool = False) -> dict[str, Any]:
+        return {
+            "id": uid,
+            "team_id": team_id,
+            "name": name,
+            "real_name": name.title(),
+            "deleted": False,
+            "is_admin": admin,
+            "is_owner": owner,
+            "is_bot": False,
+            "tz": "UTC",
+            "profile": {"display_name": name, "real_name": name.title()},
+        }
+
+    return {
+        "UADMIN": user("UADMIN", "admin", admin=True),
+        "UUSER": user("UUSER", "user", admin=False),
+    }
+
+
+def _decode_json_args(args: dict[str, Any]) -> dict[str, Any]:
+    for key in _JSON_ARGS & args.keys():
+        value = args[key]
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            # A malformed value stays a string; the method handler rejects it.
+            with contextlib.suppress(json.JSONDecodeError):
+                args[key] = json.loads(value)
+    return args
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    """Merge query string and body: slack_sdk sends `params=` methods as a query on a POST."""
+    args: dict[str, Any] = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                args.update(body)
+        else:  # x-www-form-urlencoded or multipart
+            for key, value in (await request.post()).items():
+                if isinstance(value, web.FileField):
+                    args[key] = value.file.read()
+                else:
+                    args[key] = value if isinstance(value, str) else bytes(value)
+    return _decode_json_args(args)
+
+
+def _check_blocks(blocks: Any) -> None:
+    """The message limits a bot is likeliest to hit (see the shared slack-platform notes)."""
+    if blocks is None:
+        return
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise SlackError("invalid_blocks_format")
+    if len(blocks) > MAX_BLOCKS:
+        raise SlackError("invalid_blocks")
+    markdown_total = 0
+    for block in blocks:
+        if block.get("type") == "section":
+            text = block.get("text") or {}
+            if len(text.get("text", "")) > MAX_SECTION_TEXT:
+                raise SlackError("invalid_blocks")
+        elif block.get("type") == "markdown":
+            markdown_total += len(block.get("text", ""))
+    if markdown_total > MAX_MARKDOWN_TOTAL:
+        raise SlackError("msg_blocks_too_long")
+
+
+def _check_message(args: dict[str, Any]) -> None:
+    if not args.get("channel"):
+        raise SlackError("channel_not_found")
+    text = args.get("text")
+    if text is not None and len(str(text)) > MAX_TEXT:
+        raise SlackError("msg_too_long")
+    _check_blocks(args.get("blocks"))
+
+
+class FakeSlack:
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test",
+        app_token: str = "xapp-test",
+        team_id: str = "T1",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+    ) -> None:
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+
+        self.calls: list[Call] = []
+        self.uploads: dict[str, UploadedFile] = {}
+        # ts -> {"channel", "ts", "text", "blocks", "thread_ts", "user", "bot_id"}: what a user
+        # sees now. Tests may insert user messages here so conversations.replies returns them.
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = _default_users(team_id)
+        self.reactions: set[tuple[str, str, str]] = set()  # (channel, ts, name)
+        self.views: dict[str, dict[str, Any]] = {}  # view id -> latest view
+
+        self.port = 0
+        self.api_url = ""
+        self._faults: dict[str, _Fault] = {}
+        self._pending_uploads: dict[str, _PendingUpload] = {}
+        self._ids = itertools.count(1)
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._calls_changed = asyncio.Condition()
+        self._socket_connected = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
+            "assistant.threads.setStatus": self._assistant_set_status,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "views.open": self._views_open,
+            "views.publish": self._views_publish,
+            "views.update": self._views_update,
+            "users.info": self._users_info,
+            "conversations.replies": self._conversations_replies,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
+            "apps.connections.open": self._apps_connections_open,
+        }
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/upload/{file_id}", self._handle_upload)
+        app.router.add_get("/socket", self._handle_socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self.api_url = f"http://127.0.0.1:{self.port}/api/"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"fake slack shutting down")
+        for fut in self._acks.values():
+            fut.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---- test API -----------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for_call(
+        self,
+        method: str,
+        predicate: Callable[[Call], bool] | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,
+    ) -> list[Call]:
+        """Wait until `count` calls to `method` (matching `predicate`) arrived; return them all.
+
+        Failed calls (fault injection, invalid_auth, ...) count too: filter on `c.error is None`.
+        """
+
+        def matching() -> list[Call]:
+            return [c for c in self.calls_to(method) if predicate is None or predicate(c)]
+
+        try:
+            async with asyncio.timeout(timeout), self._calls_changed:
+                await self._calls_changed.wait_for(lambda: len(matching()) >= count)
+        except TimeoutError:
+            seen = [c.method for c in self.calls]
+            raise AssertionError(
+                f"{count} call(s) to {method} not seen within {timeout}s "
+                f"({len(matching())} matched); calls seen: {seen}"
+            ) from None
+        return matching()
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        error: str = "ratelimited",
+        retry_after: int = 0,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` calls to `method` with `status` and {"ok": false, error}."""
+        self._faults[method] = _Fault(status, error, retry_after, times)
+
+    async def wait_socket_connected(self, timeout: float = 10.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._socket_connected.wait()
+        except TimeoutError:
+            raise AssertionError(f"no Socket Mode connection within {timeout}s") from None
+
+    async def socket_send(
+        self,
+        envelope_type: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Deliver an envelope over Socket Mode; return the client's ack plus ack["_elapsed"].
+
+        Raises TimeoutError when no ack arrives within `timeout` (what Slack would retry).
+        """
+        await self.wait_socket_connected(timeout)
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": envelope_type,
+            "payload": payload,
+            "accepts_response_payload": envelope_type != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+        }
+        ack: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = ack
+        started = time.perf_counter()
+        try:
+            await self._sockets[-1].send_json(envelope)  # newest connection, as after a reconnect
+            async with asyncio.timeout(timeout):
+                result = await ack
+        except TimeoutError:
+            raise TimeoutError(
+                f"no ack for {envelope_type} envelope {envelope_id} within {timeout}s"
+            ) from None
+        finally:
+            self._acks.pop(envelope_id, None)
+        result["_elapsed"] = time.perf_counter() - started
+        return result
+
+    # ---- HTTP handlers ------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _read_args(request)
+        # The sdk sends the token as a Bearer header; form callers may still put it in the body.
+        auth = request.headers.get("Authorization", "")
+        body_token = args.pop("token", None)
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else body_token
+
+        status, headers = 200, {}
+        fault = self._faults.get(method)
+        if fault is not None:
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                del self._faults[method]
+            status = fault.status
+            if status == 429:
+                headers["Retry-After"] = str(fault.retry_after)
+            body: dict[str, Any] = {"ok": False, "error": fault.error}
+        else:
+            body = self._dispatch(method, args, token)
+
+        self.calls.append(Call(method, args, token, None if body["ok"] else body["error"]))
+        async with self._calls_changed:
+            self._calls_changed.notify_all()
+        return web.json_response(body, status=status, headers=headers)
+
+    def _dispatch(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        handler = self._handlers.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method", "req_method": method}
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if token != expected:
+            return {"ok": False, "error": "invalid_auth"}
+        try:
+            return {"ok": True, **handler(args)}
+        except SlackError as e:
+            return {"ok": False, "error": e.error}
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        pending = self._pending_uploads.get(request.match_info["file_id"])
+        if pending is None:
+            return web.Response(status=404, text="file not found")
+        # slack_sdk 3.47 POSTs the raw bytes (application/octet-stream); other clients use a
+        # multipart form with a single file part, which Slack also accepts.
+        if request.content_type.startswith("multipart/"):
+            content = b""
+            async for part in await request.multipart():
+                if isinstance(part, BodyPartReader):
+                    content = await part.read(decode=True)
+                    break
+        else:
+            content = await request.read()
+        pending.content = content
+        return web.Response(text=f"OK - {len(content)}")
+
+    async def _handle_socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, timeout=2.0)
+        await ws.prepare(request)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "connection_info": {"app_id": "A1"},
+                "debug_info": {},
+            }
+        )
+        self._sockets.append(ws)
+        self._socket_connected.set()
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                ack = json.loads(msg.data)
+                fut = self._acks.get(ack.get("envelope_id", ""))
+                if fut is not None and not fut.done():
+                    fut.set_result(ack)
+        finally:
+            self._sockets.remove(ws)
+            if not self._sockets:
+                self._socket_connected.clear()
+        return ws
+
+    # ---- Web API methods (return the body minus "ok"; raise SlackError for errors) -------
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):08d}"
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://test.slack.com/",
+            "team": "Test",
+            "user": "bot",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        _check_message(args)
+        if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):
+            raise SlackError("no_text")
+        ts = next_ts()
+        msg = {
+            "channel": args["channel"],
+            "ts": ts,
+            "text": args.get("text", args.get("markdown_text", "")),
+            "blocks": args.get("blocks"),
+            "thread_ts": args.get("thread_ts"),
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+        }
+        self.messages[ts] = msg
+        return {
+            "channel": msg["channel"],
+            "ts": ts,
+            "message": {
+                "type": "message",
+                "text": msg["text"],
+                "ts": ts,
+                "thread_ts": msg["thread_ts"],
+                "bot_id": self.bot_id,
+                "user": self.bot_user_id,
+                "blocks": msg["blocks"] or [],
+            },
+        }
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        _check_message(args)
+        msg = self.messages.get(args.get("ts", ""))
+        if msg is None or msg["channel"] != args["channel"]:
+            raise SlackError("message_not_found")
+        # Like Slack, fields left out keep their previous value.
+        for key in ("text", "blocks"):
+            if key in args:
+                msg[key] = args[key]
+        if "markdown_text" in args:
+            msg["text"] = args["markdown_text"]
+        return {"channel": msg["channel"], "ts": msg["ts"], "text": msg["text"]}
+
+    def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        _check_message(args)
+        if not args.get("user"):
+            raise SlackError("user_not_found")
+        return {"message_ts": next_ts()}
+
+    def _chat_get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel", ""), args.get("message_ts", "")
+        if not channel or not ts:
+            raise SlackError("invalid_arguments")
+        return {
+            "channel": channel,
+            "permalink": f"https://test.slack.com/archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _assistant_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel_id") or not args.get("thread_ts") or "status" not in args:
+            raise SlackError("invalid_arguments")
+        return {}
+
+    def _reaction_key(self, args: dict[str, Any]) -> tuple[str, str, str]:
+        key = (args.get("channel", ""), args.get("timestamp", ""), args.get("name", ""))
+        if not all(key):
+            raise SlackError("invalid_arguments")
+        return key
+
+    def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = self._reaction_key(args)
+        if key in self.reactions:
+            raise SlackError("already_reacted")
+        self.reactions.add(key)
+        return {}
+
+    def _reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = self._reaction_key(args)
+        if key not in self.reactions:
+            raise SlackError("no_reaction")
+        self.reactions.discard(key)
+        return {}
+
+    def _store_view(self, view: Any, view_id: str | None = None) -> dict[str, Any]:
+        if not isinstance(view, dict):
+            raise SlackError("invalid_arguments")
+        view_id = view_id or self._new_id("V")
+        stored = {**view, "id": view_id, "hash": uuid.uuid4().hex, "team_id": self.team_id}
+        self.views[view_id] = stored
+        return {"view": stored}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            raise SlackError("invalid_trigger_id")
+        return self._store_view(args.get("view"))
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("user_id"):
+            raise SlackError("invalid_arguments")
+        return self._store_view(args.get("view"))
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Accept any id: tests often send view_submission payloads with made-up view ids.
+        view_id = args.get("view_id") or args.get("external_id")
+        if not view_id:
+            raise SlackError("invalid_arguments")
+        return self._store_view(args.get("view"), view_id)
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(args.get("user", ""))
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"user": user}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel", ""), args.get("ts", "")
+        if not channel or not ts:
+            raise SlackError("invalid_arguments")
+        thread = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m["channel"] == channel and (m["ts"] == ts or m.get("thread_ts") == ts)
+            ),
+            key=lambda m: m["ts"],
+        )
+        messages = [
+            {"type": "message", **{k: v for k, v in m.items() if v is not None and k != "channel"}}
+            for m in thread
+        ]
+        return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _files_get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename, length = args.get("filename"), args.get("length")
+        if not filename or length is None or not str(length).isdigit():
+            raise SlackError("invalid_arguments")
+        file_id = self._new_id("F")
+        self._pending_uploads[file_id] = _PendingUpload(filename, int(length))
+        return {"upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}", "file_id": file_id}
+
+    def _files_complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if not isinstance(files, list) or not files:
+            raise SlackError("invalid_arguments")
+        # Validate every file before recording any, so a failed call has no side effects.
+        for f in files:
+            pending = self._pending_uploads.get(f.get("id", "")) if isinstance(f, dict) else None
+            if pending is None or pending.content is None:
+                raise SlackError("file_not_found")
+        result = []
+        for f in files:
+            pending = self._pending_uploads.pop(f["id"])
+            assert pending.content is not None
+            self.uploads[f["id"]] = UploadedFile(
+                file_id=f["id"],
+                filename=pending.filename,
+                length=pending.length,
+                content=pending.content,
+                title=f.get("title"),
+                channel_id=args.get("channel_id"),
+                thread_ts=args.get("thread_ts"),
+                initial_comment=args.get("initial_comment"),
+            )
+            result.append(
+                {
+                    "id": f["id"],
+                    "title": f.get("title") or pending.filename,
+                    "name": pending.filename,
+                    "size": len(pending.content),
+                    "permalink": f"https://test.slack.com/files/{self.bot_user_id}/{f['id']}",
+                }
+            )
+        return {"files": result}
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
