@@ -36,7 +36,6 @@ def slack_client(settings: Settings) -> AsyncWebClient:
 def build_app(settings: Settings, services: Services, client: AsyncWebClient) -> AsyncApp:
     app = AsyncApp(
         client=client,
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret or "",
         # In Socket Mode nothing is signed; HTTP mode always verifies.
         request_verification_enabled=settings.http_mode,

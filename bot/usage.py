@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
@@ -25,7 +25,7 @@ DEFAULT_PRICES: Final[Mapping[str, Price]] = MappingProxyType(
 
 @dataclass(frozen=True, slots=True)
 class Pricing:
-    prices: Mapping[str, Price] = DEFAULT_PRICES
+    prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
 
     def cost(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
         """Estimated cost in US dollars, or None when the model has no known price."""

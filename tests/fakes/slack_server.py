@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
@@ -44,6 +44,7 @@ class Call:
     args: dict[str, Any]
     token: str | None
     error: str | None = None  # what the fake answered with ("ratelimited", ...); None if ok
+    at: float = field(default_factory=time.monotonic)  # when the fake received it
 
 
 @dataclass

@@ -1,0 +1,104 @@
+"""Starting and stopping the whole bot: storage, model client, Slack transport."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from contextlib import AsyncExitStack
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+from bot.app import build_app, slack_client
+from bot.config import Settings
+from bot.qwen.client import QwenClient, RetryPolicy
+from bot.research import ResearchConfig, ResearchService
+from bot.services import Services
+from bot.usage import Pricing
+from handlers.slack_sink import slack_sinks
+from storage.sqlite import Store
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH: Final = "/slack/events"
+SHUTDOWN_GRACE_SECONDS: Final = 20.0
+
+
+class BotRuntime:
+    """Everything the running bot holds, opened in start() and closed in stop()."""
+
+    def __init__(self, settings: Settings, *, model_retry: RetryPolicy | None = None) -> None:
+        self.settings = settings
+        self._model_retry = model_retry
+        self._stack = AsyncExitStack()
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.services: Services | None = None
+        self.http_port: int | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        try:
+            store = await Store.open(settings.database_path)
+            self._stack.push_async_callback(store.close)
+            session = aiohttp.ClientSession()
+            self._stack.push_async_callback(session.close)
+            client = slack_client(settings)
+            research = ResearchService(
+                store=store,
+                model=QwenClient(
+                    api_key=settings.dashscope_api_key,
+                    base_url=settings.dashscope_base_url,
+                    session=session,
+                    retry=self._model_retry,
+                ),
+                sinks=slack_sinks(client),
+                pricing=Pricing(),
+                config=ResearchConfig(
+                    model=settings.research_model,
+                    progress_interval=settings.progress_update_seconds,
+                ),
+            )
+            self.services = Services(store=store, research=research)
+            app = build_app(settings, self.services, client)
+            recovered = await research.recover()
+            if recovered:
+                logger.info(
+                    "marked %d interrupted research run(s) from before the restart", recovered
+                )
+            if settings.http_mode:
+                await self._serve_http(app.web_app(path=EVENTS_PATH, port=settings.port))
+            else:
+                self._socket = AsyncSocketModeHandler(app, settings.slack_app_token)
+                await self._socket.connect_async()
+                logger.info("connected to Slack in Socket Mode")
+        except BaseException:
+            await self._stack.aclose()
+            raise
+
+    async def _serve_http(self, web_app: web.Application) -> None:
+        self._runner = web.AppRunner(web_app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.port
+        logger.info(
+            "listening for Slack on http://%s:%s%s", self.settings.host, self.http_port, EVENTS_PATH
+        )
+
+    async def stop(self) -> None:
+        """Stop taking work, tell running threads they were interrupted, close everything."""
+        try:
+            if self.services is not None:
+                await self.services.research.shutdown(timeout=SHUTDOWN_GRACE_SECONDS)
+        finally:
+            if self._socket is not None:
+                with contextlib.suppress(Exception):
+                    await self._socket.close_async()
+            if self._runner is not None:
+                await self._runner.cleanup()
+            await self._stack.aclose()
