@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -51,6 +51,10 @@ STILL_RUNNING: Final = (
 )
 NOT_FINISHED: Final = "The last run in this thread did not finish. Press Retry to run it again."
 STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended before finishing")
+
+
+FollowUpHandler = Callable[[Conversation, str, str], Awaitable[None]]
+"""Answers a question asked in a thread whose report is done: (conversation, user_id, text)."""
 
 
 class StopReason(StrEnum):
@@ -102,7 +106,9 @@ class ResearchService:
         pricing: Pricing,
         config: ResearchConfig,
         clock: Callable[[], float] = time.monotonic,
+        follow_up: FollowUpHandler | None = None,
     ) -> None:
+        self._follow_up = follow_up
         self._store = store
         self._model = model
         self._sinks = sinks
@@ -170,7 +176,9 @@ class ResearchService:
                 await sink.post_notice(STILL_RUNNING)
             elif conversation.state in (State.FAILED, State.CANCELLED, State.INTERRUPTED):
                 await sink.post_notice(NOT_FINISHED, retry=True)
-            # DONE: follow-up questions are answered by the answers service.
+        if conversation.state is State.DONE and self._follow_up is not None and text.strip():
+            # Outside the lock: a follow-up answer must not hold up the thread's state changes.
+            await self._follow_up(conversation, user_id, text)
 
     async def retry(self, key: ConversationKey) -> None:
         """Re-run the step that did not finish, with the same history."""
