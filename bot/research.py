@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
 
+from bot.pacing import WorkspacePacer
 from bot.progress import ProgressTracker, Stage
 from bot.qwen.client import ModelClient, research_call
 from bot.qwen.errors import user_sentence
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 STATUS_REFRESH_SECONDS: Final = 90.0
 # With nothing new to show, the elapsed time alone is refreshed this rarely.
 IDLE_REFRESH_SECONDS: Final = 30.0
+FINAL_EDIT_MAX_WAIT: Final = 10.0
 MAX_MESSAGE_CHARS: Final = 8000
 
 HOW_TO: Final = (
@@ -107,8 +109,10 @@ class ResearchService:
         config: ResearchConfig,
         clock: Callable[[], float] = time.monotonic,
         follow_up: FollowUpHandler | None = None,
+        pacer: WorkspacePacer | None = None,
     ) -> None:
         self._follow_up = follow_up
+        self._pacer = pacer or WorkspacePacer()
         self._store = store
         self._model = model
         self._sinks = sinks
@@ -295,7 +299,13 @@ class ResearchService:
         key = conversation.key
         sink = self._sinks(key)
         started = self._clock()
-        progress = _ProgressMessage(sink, self._config.progress_interval, self._clock, started)
+        progress = _ProgressMessage(
+            sink,
+            self._config.progress_interval,
+            self._clock,
+            started,
+            pace=lambda wait: self._pacer.acquire(key.team_id, max_wait=wait),
+        )
         result = _CallResult()
         try:
             ts = await progress.start()
@@ -429,8 +439,10 @@ class _ProgressMessage:
         interval: float,
         clock: Callable[[], float],
         started: float,
+        pace: Callable[[float], Awaitable[bool]],
     ) -> None:
         self.tracker = ProgressTracker()
+        self._pace = pace
         self._sink = sink
         self._interval = interval
         self._clock = clock
@@ -452,7 +464,9 @@ class _ProgressMessage:
             now = self._clock()
             if now - self._last_edit < self._interval:
                 continue
-            if self.tracker.changed or now - self._last_edit >= IDLE_REFRESH_SECONDS:
+            due = self.tracker.changed or now - self._last_edit >= IDLE_REFRESH_SECONDS
+            # A busy workspace skips this edit; the next one shows the latest state anyway.
+            if due and await self._pace(0):
                 await self._edit()
             if now - self._last_status >= STATUS_REFRESH_SECONDS:
                 self._last_status = now
@@ -465,6 +479,8 @@ class _ProgressMessage:
         remaining = self._interval - (self._clock() - self._last_edit)
         if wait and remaining > 0:
             await asyncio.sleep(remaining)
+        # The last edit says how the run ended: worth a short wait for room in the workspace.
+        await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0)
         await self._edit()
 
     async def _edit(self) -> None:
