@@ -51,6 +51,9 @@ STILL_RUNNING: Final = (
     "Research is still running in this thread. Please wait for the report, or press Stop on "
     "the progress message to end it."
 )
+KEPT_FOR_LATER: Final = (
+    "Research is still running in this thread. I'll answer this once the report is in."
+)
 NOT_FINISHED: Final = "The last run in this thread did not finish. Press Retry to run it again."
 STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended before finishing")
 
@@ -124,6 +127,10 @@ class ResearchService:
         )
         self._runs: dict[ConversationKey, asyncio.Task[None]] = {}
         self._stop_reasons: dict[ConversationKey, StopReason] = {}
+        # Questions asked in a thread while its research runs, answered after the report.
+        self._waiting: dict[ConversationKey, list[tuple[str, str]]] = {}
+        # Clarifying steps run inside Slack's listener tasks; shutdown must reach them too.
+        self._steps: set[asyncio.Task[Any]] = set()
         self._accepting = True
 
     # --- entry points from Slack ---------------------------------------------------------
@@ -177,7 +184,11 @@ class ResearchService:
                 history = (*conversation.history, {"role": "user", "content": text})
                 await self._begin_research(replace(conversation, history=history))
             elif conversation.state is State.RESEARCHING:
-                await sink.post_notice(STILL_RUNNING)
+                if self._follow_up is not None and text.strip() and self.is_running(key):
+                    self._waiting.setdefault(key, []).append((user_id, text))
+                    await sink.post_notice(KEPT_FOR_LATER)
+                else:
+                    await sink.post_notice(STILL_RUNNING)
             elif conversation.state in (State.FAILED, State.CANCELLED, State.INTERRUPTED):
                 await sink.post_notice(NOT_FINISHED, retry=True)
         if conversation.state is State.DONE and self._follow_up is not None and text.strip():
@@ -233,11 +244,13 @@ class ResearchService:
     async def shutdown(self, timeout: float = 20.0) -> None:
         """Stop taking work; interrupt running research and record where it stood."""
         self._accepting = False
-        tasks = [t for t in self._runs.values() if not t.done()]
+        tasks = [t for t in (*self._runs.values(), *self._steps) if not t.done()]
         for key, task in list(self._runs.items()):
             if not task.done():
                 self._stop_reasons[key] = StopReason.SHUTDOWN
                 task.cancel()
+        for task in self._steps:
+            task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
@@ -254,7 +267,31 @@ class ResearchService:
     ) -> None:
         """Step 1: ask the model for its clarifying question and relay it."""
         await sink.set_status("is reading your request…")
-        result = await self._call(conversation)
+        result = _CallResult()
+        task = asyncio.current_task()
+        if task is not None:
+            self._steps.add(task)
+        try:
+            async for event in self._model.stream(
+                research_call(conversation.model, conversation.history)
+            ):
+                result.apply(event)
+        except asyncio.CancelledError:
+            # Shutting down mid-question: keep the topic so Retry can ask again.
+            interrupted = replace(conversation, state=State.INTERRUPTED)
+            usage = self._usage_records(conversation, "clarify", result.usage)
+            try:
+                if created:
+                    await self._store.save(interrupted, usage)
+                else:
+                    await self._store.create(interrupted, usage)
+                await sink.post_notice(_INTERRUPTED, retry=True)
+            except Exception:
+                logger.exception("could not record the interruption of %s", conversation.key)
+            raise
+        finally:
+            if task is not None:
+                self._steps.discard(task)
         usage = self._usage_records(conversation, "clarify", result.usage)
         error = result.outcome
         if error is None and result.text.strip():
@@ -291,6 +328,7 @@ class ResearchService:
     def _forget(self, key: ConversationKey, task: asyncio.Task[None]) -> None:
         if self._runs.get(key) is task:
             del self._runs[key]
+            self._waiting.pop(key, None)
         if not task.cancelled() and task.exception() is not None:
             logger.error("research run %s crashed", key, exc_info=task.exception())
 
@@ -347,7 +385,7 @@ class ResearchService:
                 cost_usd=_total_cost(usage),
             ),
         )
-        await self._store.save(
+        conversation = await self._store.save(
             replace(
                 conversation,
                 state=State.DONE,
@@ -368,6 +406,17 @@ class ResearchService:
                 "The research finished, but I could not upload the report to this thread. "
                 "It is saved; ask the bot's admin to check its Slack permissions (files:write)."
             )
+        await self._answer_waiting(conversation)
+
+    async def _answer_waiting(self, conversation: Conversation) -> None:
+        waiting = self._waiting.pop(conversation.key, [])
+        if self._follow_up is None:
+            return
+        for user_id, text in waiting:
+            try:
+                await self._follow_up(conversation, user_id, text)
+            except Exception:
+                logger.exception("could not answer a kept question in %s", conversation.key)
 
     async def _end_stopped(
         self,
@@ -389,14 +438,6 @@ class ResearchService:
             logger.exception("could not record the end of %s", conversation.key)
 
     # --- helpers -------------------------------------------------------------------------
-
-    async def _call(self, conversation: Conversation) -> _CallResult:
-        result = _CallResult()
-        async for event in self._model.stream(
-            research_call(conversation.model, conversation.history)
-        ):
-            result.apply(event)
-        return result
 
     def _usage_records(
         self, conversation: Conversation, kind: str, usage: Usage | None

@@ -286,3 +286,35 @@ async def test_restart_after_sigkill_reports_the_interrupted_run(
             await slack.wait_for_call("files.completeUploadExternal", timeout=20)
     finally:
         await runtime.stop()
+
+
+async def test_shutdown_while_the_question_is_being_asked_keeps_the_topic(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    gate = Gate()
+    script = clarification_script(QUESTION)
+    dashscope.enqueue([*script[:2], gate, *script[2:]])
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            mention = app_mention(f"<@UBOT> {TOPIC}")
+            await bot.send_event(mention)
+            await gate.wait_reached()
+        finally:
+            await runtime.stop()
+        thread = str(mention["ts"])
+        assert "interrupted" in notices(slack, thread)
+
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            dashscope.enqueue(clarification_script(QUESTION))
+            await click(bot, RETRY_ACTION, thread)
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "Which aspects" in str(c.args),
+            )
+        finally:
+            await runtime.stop()
+    assert dashscope.requests[1].body["input"]["messages"] == [{"role": "user", "content": TOPIC}]
