@@ -6,14 +6,15 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
 
+from bot.images import Image, user_content
 from bot.pacing import WorkspacePacer
 from bot.progress import ProgressTracker, Stage
-from bot.qwen.client import ModelClient, research_call
+from bot.qwen.client import ModelCall, ModelClient, research_call
 from bot.qwen.errors import user_sentence
 from bot.qwen.events import (
     ANSWER,
@@ -25,6 +26,7 @@ from bot.qwen.events import (
     Usage,
 )
 from bot.report import Report, RunStats
+from bot.research_options import OptionError, ResearchOptions, parse_research_options
 from bot.sink import SinkFactory, ThreadSink
 from bot.usage import Pricing
 from storage.models import Conversation, ConversationKey, State, UsageRecord
@@ -60,6 +62,10 @@ STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended be
 
 FollowUpHandler = Callable[[Conversation, str, str], Awaitable[None]]
 """Answers a question asked in a thread whose report is done: (conversation, user_id, text)."""
+
+
+BudgetCheck = Callable[[str], Awaitable[str | None]]
+"""A sentence refusing new work for a workspace over its budget, or None: (team_id)."""
 
 
 class StopReason(StrEnum):
@@ -113,7 +119,9 @@ class ResearchService:
         clock: Callable[[], float] = time.monotonic,
         follow_up: FollowUpHandler | None = None,
         pacer: WorkspacePacer | None = None,
+        budget: BudgetCheck | None = None,
     ) -> None:
+        self._budget = budget
         self._follow_up = follow_up
         self._pacer = pacer or WorkspacePacer()
         self._store = store
@@ -135,54 +143,87 @@ class ResearchService:
 
     # --- entry points from Slack ---------------------------------------------------------
 
-    async def mention(self, key: ConversationKey, user_id: str, text: str) -> None:
-        """The bot was mentioned: start a conversation, or continue the thread's one."""
+    async def mention(
+        self,
+        key: ConversationKey,
+        user_id: str,
+        text: str,
+        *,
+        images: Sequence[Image] = (),
+        refusals: Sequence[str] = (),
+    ) -> None:
+        """The bot was mentioned: start a conversation, or continue the thread's one.
+
+        `refusals` are sentences about attachments left out; the request goes ahead only if
+        something is left to research."""
         sink = self._sinks(key)
         async with self._lock(key):
             existing = await self._store.get(key)
         if existing is not None:
-            await self.reply(key, user_id, text)
+            await self.reply(key, user_id, text, images=images, refusals=refusals)
             return
-        if not text.strip():
-            await sink.post_notice(HOW_TO)
+        for sentence in refusals:
+            await sink.post_notice(sentence)
+        try:
+            options, text = parse_research_options(text)
+        except OptionError as exc:
+            await sink.post_notice(str(exc))
+            return
+        if not text.strip() and not images:
+            if not refusals:
+                await sink.post_notice(HOW_TO)
             return
         if len(text) > MAX_MESSAGE_CHARS:
             await sink.post_notice(TOO_LONG)
             return
-        if not self._accepting:
-            await sink.post_notice(_RESTARTING)
+        if not await self._may_start(key, sink):
             return
         async with self._lock(key):
             if await self._store.get(key) is not None:
                 return
-            history = ({"role": "user", "content": text},)
             conversation = Conversation(
                 key=key,
                 user_id=user_id,
                 state=State.AWAITING_CLARIFICATION,
-                model=self._config.model,
-                history=history,
+                model=options.model or self._config.model,
+                history=({"role": "user", "content": user_content(text, images)},),
+                options=options.to_json(),
             )
-            await self._clarify(conversation, sink, created=False)
+            if options.clarify:
+                await self._clarify(conversation, sink, created=False)
+            else:
+                await self._store.create(replace(conversation, state=State.RESEARCHING))
+                await self._begin_research(conversation)
 
-    async def reply(self, key: ConversationKey, user_id: str, text: str) -> None:
+    async def reply(
+        self,
+        key: ConversationKey,
+        user_id: str,
+        text: str,
+        *,
+        images: Sequence[Image] = (),
+        refusals: Sequence[str] = (),
+    ) -> None:
         """A human replied in a thread; only threads with a conversation get here."""
         async with self._lock(key):
             conversation = await self._store.get(key)
             if conversation is None:
                 return
             sink = self._sinks(key)
+            for sentence in refusals:
+                await sink.post_notice(sentence)
             if conversation.state is State.AWAITING_CLARIFICATION:
-                if not text.strip():
+                if not text.strip() and not images:
                     return
                 if len(text) > MAX_MESSAGE_CHARS:
                     await sink.post_notice(TOO_LONG)
                     return
-                if not self._accepting:
-                    await sink.post_notice(_RESTARTING)
+                if not await self._may_start(key, sink):
                     return
-                history = (*conversation.history, {"role": "user", "content": text})
-                await self._begin_research(replace(conversation, history=history))
+                answer = {"role": "user", "content": user_content(text, images)}
+                await self._begin_research(
+                    replace(conversation, history=(*conversation.history, answer))
+                )
             elif conversation.state is State.RESEARCHING:
                 if self._follow_up is not None and text.strip() and self.is_running(key):
                     self._waiting.setdefault(key, []).append((user_id, text))
@@ -195,6 +236,18 @@ class ResearchService:
             # Outside the lock: a follow-up answer must not hold up the thread's state changes.
             await self._follow_up(conversation, user_id, text)
 
+    async def _may_start(self, key: ConversationKey, sink: ThreadSink) -> bool:
+        """New model work is refused while shutting down or over the workspace's budget."""
+        if not self._accepting:
+            await sink.post_notice(_RESTARTING)
+            return False
+        if self._budget is not None:
+            refusal = await self._budget(key.team_id)
+            if refusal:
+                await sink.post_notice(refusal)
+                return False
+        return True
+
     async def retry(self, key: ConversationKey) -> None:
         """Re-run the step that did not finish, with the same history."""
         async with self._lock(key):
@@ -206,10 +259,9 @@ class ResearchService:
             ):
                 return  # a second press, or nothing to retry
             sink = self._sinks(key)
-            if not self._accepting:
-                await sink.post_notice(_RESTARTING)
+            if not await self._may_start(key, sink):
                 return
-            if len(conversation.history) <= 1:
+            if len(conversation.history) <= 1 and _options(conversation).clarify:
                 await self._clarify(conversation, sink, created=True)
             else:
                 await self._begin_research(conversation)
@@ -350,9 +402,7 @@ class ResearchService:
             conversation = await self._store.save(replace(conversation, progress_ts=ts))
             pacing = asyncio.create_task(progress.keep_live())
             try:
-                async for event in self._model.stream(
-                    research_call(conversation.model, conversation.history)
-                ):
+                async for event in self._model.stream(_research_step(conversation)):
                     progress.tracker.apply(event)
                     result.apply(event)
             finally:
@@ -533,6 +583,20 @@ class _ProgressMessage:
 
     def _view(self) -> Any:
         return self.tracker.view(self._clock() - self._started)
+
+
+def _options(conversation: Conversation) -> ResearchOptions:
+    return ResearchOptions.from_json(conversation.options)
+
+
+def _research_step(conversation: Conversation) -> ModelCall:
+    options = _options(conversation)
+    return research_call(
+        conversation.model,
+        conversation.history,
+        enable_feedback=None if options.clarify else False,
+        output_format=options.output_format,
+    )
 
 
 def _topic(conversation: Conversation) -> str:

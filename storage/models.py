@@ -35,6 +35,7 @@ class Conversation:
     report: str | None = None
     references: tuple[dict[str, Any], ...] = ()
     progress_ts: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
 

@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     report       TEXT,                        -- the last report, as the model wrote it
     refs         TEXT NOT NULL DEFAULT '[]',  -- JSON list of {"index", "title", "url"}
     progress_ts  TEXT,                        -- the live progress message, while one exists
+    options      TEXT NOT NULL DEFAULT '{}',  -- JSON of the request's research options
     created_at   REAL NOT NULL,
     updated_at   REAL NOT NULL,
     PRIMARY KEY (team_id, channel_id, thread_ts)

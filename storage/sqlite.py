@@ -20,8 +20,10 @@ CLAIM_RETENTION_SECONDS: Final = 24 * 3600
 
 _CONVERSATION_COLUMNS: Final = (
     "team_id, channel_id, thread_ts, user_id, state, model, history, report, refs, "
-    "progress_ts, created_at, updated_at"
+    "progress_ts, options, created_at, updated_at"
 )
+# Columns added after the first release, for databases created before them.
+_ADDED_COLUMNS: Final = (("conversations", "options", "TEXT NOT NULL DEFAULT '{}'"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class Store:
             await db.executescript(
                 resources.files("storage").joinpath("schema.sql").read_text(encoding="utf-8")
             )
+            await _add_missing_columns(db)
             await db.commit()
         except BaseException:
             await db.close()
@@ -97,7 +100,7 @@ class Store:
             try:
                 cursor = await self._db.execute(
                     f"INSERT OR IGNORE INTO conversations ({_CONVERSATION_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     _row(c),
                 )
                 created = cursor.rowcount == 1
@@ -119,9 +122,9 @@ class Store:
             try:
                 await self._db.execute(
                     "UPDATE conversations SET user_id = ?, state = ?, model = ?, history = ?, "
-                    "report = ?, refs = ?, progress_ts = ?, updated_at = ? "
+                    "report = ?, refs = ?, progress_ts = ?, options = ?, updated_at = ? "
                     "WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
-                    (*row[3:10], c.updated_at, *row[:3]),
+                    (*row[3:11], c.updated_at, *row[:3]),
                 )
                 await self._insert_usage(usage)
                 await self._db.commit()
@@ -190,6 +193,14 @@ class Store:
         )
 
 
+async def _add_missing_columns(db: aiosqlite.Connection) -> None:
+    for table, column, declaration in _ADDED_COLUMNS:
+        async with db.execute(f"PRAGMA table_info({table})") as cursor:
+            existing = {row[1] for row in await cursor.fetchall()}
+        if column not in existing:
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _row(c: Conversation) -> tuple[Any, ...]:
     return (
         c.key.team_id,
@@ -202,6 +213,7 @@ def _row(c: Conversation) -> tuple[Any, ...]:
         c.report,
         json.dumps(list(c.references), ensure_ascii=False),
         c.progress_ts,
+        json.dumps(c.options),
         c.created_at,
         c.updated_at,
     )
@@ -217,6 +229,7 @@ def _conversation(row: aiosqlite.Row) -> Conversation:
         report=row["report"],
         references=tuple(json.loads(row["refs"])),
         progress_ts=row["progress_ts"],
+        options=json.loads(row["options"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
