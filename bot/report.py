@@ -30,7 +30,7 @@ class Report:
     @property
     def title(self) -> str:
         for line in self.text.splitlines():
-            heading = re.match(r"^#{1,3}\s+(.+?)\s*#*\s*$", line)
+            heading = re.match(r"^#{1,3}\s+(.+?)(?:\s+#+)?\s*$", line)
             if heading:
                 return heading.group(1).strip()
         return _shorten(self.topic, 120) or "Research report"

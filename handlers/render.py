@@ -124,8 +124,12 @@ def split_text(text: str, limit: int) -> list[str]:
     rest = text.strip()
     while len(rest) > limit:
         window = rest[:limit]
-        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
-        if cut < limit // 2:
+        # Prefer a paragraph break, then a line break, then a space, in the window's back half.
+        for separator in ("\n\n", "\n", " "):
+            cut = window.rfind(separator)
+            if cut >= limit // 2:
+                break
+        else:
             cut = limit
         pieces.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
