@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services import Services
+from handlers.slack_sink import SlackThreadSink
 from storage.models import ConversationKey
 
 logger = logging.getLogger(__name__)
@@ -19,6 +22,10 @@ logger = logging.getLogger(__name__)
 # Message subtypes that carry a person's words; everything else (edits, deletions, joins,
 # bot posts, the bot's own chat.update echoes) is dropped on purpose.
 HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
+SOMETHING_WRONG: Final = (
+    "Something went wrong on my side while handling that message. Please try again in a "
+    "moment; if it keeps happening, tell the bot's admin."
+)
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -48,17 +55,24 @@ def register(app: AsyncApp, services: Services) -> None:
 
     @app.event("app_mention")
     async def on_mention(
-        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
     ) -> None:
         key = _thread_key(body, event)
         if not await store.claim(_message_claim(key, event)):
             return
         text = strip_mentions(event.get("text", ""), context.bot_user_id)
-        await research.mention(key, event.get("user", ""), text)
+        async with _guarded(client, key):
+            await research.mention(key, event.get("user", ""), text)
 
     @app.event("message")
     async def on_message(
-        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
     ) -> None:
         if event.get("user") == context.bot_user_id:
             return
@@ -70,13 +84,26 @@ def register(app: AsyncApp, services: Services) -> None:
             if not await store.claim(_message_claim(key, event)):
                 return  # also delivered as app_mention, already handled
             text = strip_mentions(event.get("text", ""), context.bot_user_id)
-            await research.reply(key, event.get("user", ""), text)
+            async with _guarded(client, key):
+                await research.reply(key, event.get("user", ""), text)
         elif event.get("channel_type") == "im":
             # In a DM every top-level message is meant for the bot: no mention needed.
             if not await store.claim(_message_claim(key, event)):
                 return
             text = strip_mentions(event.get("text", ""), context.bot_user_id)
-            await research.mention(key, event.get("user", ""), text)
+            async with _guarded(client, key):
+                await research.mention(key, event.get("user", ""), text)
+
+
+@contextlib.asynccontextmanager
+async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterator[None]:
+    """A failure the domain did not handle still gets a sentence in the thread."""
+    try:
+        yield
+    except Exception:
+        logger.exception("handling a message in %s failed", key)
+        with contextlib.suppress(Exception):
+            await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
 
 
 def strip_mentions(text: str, bot_user_id: str | None) -> str:
