@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from bot.usage import Pricing, PricingError, load_pricing
 
 DEFAULT_SLACK_API_URL: Final = "https://slack.com/api/"
 DEFAULT_DASHSCOPE_URL: Final = "https://dashscope.aliyuncs.com/api/v1"
@@ -52,12 +54,18 @@ class Settings:
     thinking_model: str = "qwen-plus"
     progress_update_seconds: float = 5.0
     http_mode: bool = False
+    thinking_budget: int | None = None  # default cap on reasoning tokens for /ask, follow-ups
+    pricing_file: Path | None = None
+    pricing: Pricing = field(default_factory=Pricing)  # defaults overridden by pricing_file
+    workspace_monthly_token_budget: int | None = None  # None: no budget
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
             f"Settings(mode={'http' if self.http_mode else 'socket'}, "
             f"slack_api_url={self.slack_api_url!r}, dashscope={self.dashscope_base_url!r}, "
-            f"db={str(self.database_path)!r}, research_model={self.research_model!r})"
+            f"db={str(self.database_path)!r}, research_model={self.research_model!r}, "
+            f"thinking_model={self.thinking_model!r}, "
+            f"monthly_token_budget={self.workspace_monthly_token_budget})"
         )
 
     @property
@@ -147,8 +155,30 @@ def load_settings(
             problems.append(f"{name} must not be negative")
         return value
 
+    def positive_int(name: str) -> int | None:
+        raw = get(name)
+        if raw is None:
+            return None
+        digits = raw.replace("_", "").replace(",", "")
+        if not digits.isascii() or not digits.isdigit() or int(digits) == 0:
+            problems.append(
+                f"{name} must be a positive whole number of tokens (leave it unset for none), "
+                f"got {raw!r}"
+            )
+            return None
+        return int(digits)
+
     port = int(number("PORT", 3000, integer=True))
     progress = number("PROGRESS_UPDATE_SECONDS", 5.0)
+    thinking_budget = positive_int("THINKING_BUDGET")
+    monthly_budget = positive_int("WORKSPACE_MONTHLY_TOKEN_BUDGET")
+    pricing_file = Path(raw_pricing) if (raw_pricing := get("PRICING_FILE")) else None
+    pricing = Pricing()
+    if pricing_file is not None:
+        try:
+            pricing = load_pricing(pricing_file)
+        except PricingError as exc:
+            problems.append(str(exc))
     try:
         db_path = database_path(get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     except ConfigError as exc:
@@ -172,4 +202,8 @@ def load_settings(
         thinking_model=get("THINKING_MODEL") or "qwen-plus",
         progress_update_seconds=progress,
         http_mode=http_mode,
+        thinking_budget=thinking_budget,
+        pricing_file=pricing_file,
+        pricing=pricing,
+        workspace_monthly_token_budget=monthly_budget,
     )

@@ -11,14 +11,20 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+from bot.answers import AnswerConfig, AnswerService
 from bot.app import build_app, slack_client
+from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.research import ResearchConfig, ResearchService
+from bot.rounds import ReplyRounds
 from bot.services import Services
-from bot.usage import Pricing
+from bot.usage_report import UsageReporter
+from handlers.answer_sinks import thread_answer_sinks
 from handlers.slack_sink import slack_sinks
+from storage.answers import AnswerStore
 from storage.sqlite import Store
+from storage.usage_queries import UsageQueries
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +52,45 @@ class BotRuntime:
             session = aiohttp.ClientSession()
             self._stack.push_async_callback(session.close)
             client = slack_client(settings)
+            model = QwenClient(
+                api_key=settings.dashscope_api_key,
+                base_url=settings.dashscope_base_url,
+                session=session,
+                retry=self._model_retry,
+            )
+            queries = UsageQueries(store)
+            budget = BudgetGuard(queries, settings.workspace_monthly_token_budget)
+            answers = AnswerService(
+                store=store,
+                answers=await AnswerStore.attach(store),
+                model=model,
+                pricing=settings.pricing,
+                config=AnswerConfig(
+                    model=settings.thinking_model, thinking_budget=settings.thinking_budget
+                ),
+                budget=budget,
+                thread_sinks=thread_answer_sinks(client),
+                start_round=ReplyRounds(store, lambda: research),
+            )
             research = ResearchService(
                 store=store,
-                model=QwenClient(
-                    api_key=settings.dashscope_api_key,
-                    base_url=settings.dashscope_base_url,
-                    session=session,
-                    retry=self._model_retry,
-                ),
+                model=model,
                 sinks=slack_sinks(client),
-                pricing=Pricing(),
+                pricing=settings.pricing,
                 config=ResearchConfig(
                     model=settings.research_model,
                     progress_interval=settings.progress_update_seconds,
                 ),
+                follow_up=answers.follow_up,
+                budget=budget.refusal,
             )
-            self.services = Services(store=store, research=research)
+            self.services = Services(
+                store=store,
+                research=research,
+                answers=answers,
+                usage=UsageReporter(queries, budget),
+                budget=budget,
+            )
             app = build_app(settings, self.services, client)
             recovered = await research.recover()
             if recovered:

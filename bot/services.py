@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.answers import AnswerService
+from bot.budget import BudgetGuard
 from bot.research import ResearchService
+from bot.usage_report import UsageReporter
 from storage.sqlite import Store
 
 
@@ -12,3 +15,6 @@ from storage.sqlite import Store
 class Services:
     store: Store
     research: ResearchService
+    answers: AnswerService
+    usage: UsageReporter
+    budget: BudgetGuard

@@ -5,10 +5,12 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from handlers import actions, events, home
+from handlers import actions, answer_actions, commands, events, home
 
 
 def register_all(app: AsyncApp, services: Services) -> None:
     events.register(app, services)
     actions.register(app, services)
+    answer_actions.register(app, services)
+    commands.register(app, services)
     home.register(app, services)

@@ -1,34 +1,50 @@
-"""The App Home tab."""
+"""The App Home tab: how to use the bot, and the workspace's usage."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services import Services
+from bot.usage_report import WorkspaceUsage
+from handlers.help import help_blocks
+from handlers.usage_render import usage_blocks
+
+logger = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, services: Services) -> None:
     @app.event("app_home_opened")
-    async def on_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_home_opened(
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
         if event.get("tab") != "home":
             return
-        await client.views_publish(user_id=event["user"], view=home_view())
+        team = context.team_id or body.get("team_id") or ""
+        usage: WorkspaceUsage | None = None
+        try:
+            usage = await services.usage.workspace(team)
+        except Exception:  # the how-to is still worth showing
+            logger.exception("usage figures for the Home tab of %s failed", team)
+        await client.views_publish(user_id=event["user"], view=home_view(usage))
 
 
-def home_view() -> dict[str, Any]:
-    how_to = (
-        "*Qwen Deep Research*\n"
-        "• Mention me in a channel with a topic: `@Qwen Deep Research the use of AI in "
-        "education`.\n"
-        "• I ask one clarifying question in the thread; answer it there and the research "
-        "starts, with live progress.\n"
-        "• The report arrives in the thread as a Markdown file with its sources.\n"
-        "• In a direct message, just write the topic."
-    )
-    return {
-        "type": "home",
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": how_to}}],
-    }
+def home_view(usage: WorkspaceUsage | None = None) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = help_blocks()
+    blocks.append({"type": "divider"})
+    if usage is not None:
+        blocks += usage_blocks(usage)
+    else:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "Usage figures are not available right now."},
+            }
+        )
+    return {"type": "home", "blocks": blocks}

@@ -48,6 +48,20 @@ class Call:
 
 
 @dataclass
+class ResponsePost:
+    """A message POSTed to a response_url (slash commands, interactions)."""
+
+    name: str  # the last path segment of the URL, as handed out by FakeSlack.response_url()
+    body: dict[str, Any]
+    error: str | None = None  # what the fake answered with; None if accepted
+    at: float = field(default_factory=time.monotonic)
+
+
+# Slack accepts five messages per response_url (within 30 minutes).
+MAX_RESPONSE_USES = 5
+
+
+@dataclass
 class UploadedFile:
     file_id: str
     filename: str
@@ -183,6 +197,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = _default_users(team_id)
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, ts, name)
         self.views: dict[str, dict[str, Any]] = {}  # view id -> latest view
+        self.responses: list[ResponsePost] = []  # response_url posts, accepted or not
 
         self.port = 0
         self.api_url = ""
@@ -219,6 +234,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/upload/{file_id}", self._handle_upload)
+        app.router.add_post("/response/{name}", self._handle_response)
         app.router.add_get("/socket", self._handle_socket)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -266,6 +282,37 @@ class FakeSlack:
             raise AssertionError(
                 f"{count} call(s) to {method} not seen within {timeout}s "
                 f"({len(matching())} matched); calls seen: {seen}"
+            ) from None
+        return matching()
+
+    def response_url(self, name: str | None = None) -> str:
+        """A response_url for a slash command or action payload, served by this fake."""
+        return f"http://127.0.0.1:{self.port}/response/{name or uuid.uuid4().hex}"
+
+    def responses_to(self, url_or_name: str) -> list[ResponsePost]:
+        name = url_or_name.rsplit("/", 1)[-1]
+        return [r for r in self.responses if r.name == name]
+
+    async def wait_for_responses(
+        self,
+        url_or_name: str,
+        count: int = 1,
+        predicate: Callable[[ResponsePost], bool] | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> list[ResponsePost]:
+        """Wait until `count` posts (matching `predicate`) reached the response URL."""
+
+        def matching() -> list[ResponsePost]:
+            return [r for r in self.responses_to(url_or_name) if predicate is None or predicate(r)]
+
+        try:
+            async with asyncio.timeout(timeout), self._calls_changed:
+                await self._calls_changed.wait_for(lambda: len(matching()) >= count)
+        except TimeoutError:
+            raise AssertionError(
+                f"{count} response_url post(s) not seen within {timeout}s "
+                f"({len(matching())} matched of {len(self.responses_to(url_or_name))})"
             ) from None
         return matching()
 
@@ -366,6 +413,36 @@ class FakeSlack:
             return {"ok": True, **handler(args)}
         except SlackError as e:
             return {"ok": False, "error": e.error}
+
+    async def _handle_response(self, request: web.Request) -> web.Response:
+        """Like Slack's response_url: JSON message bodies, at most five uses per URL."""
+        name = request.match_info["name"]
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            body = None
+        error: str | None = None
+        if not isinstance(body, dict):
+            error, body = "invalid_payload", {}
+        elif len(self.responses_to(name)) >= MAX_RESPONSE_USES:
+            error = "used_url"
+        elif not any(body.get(k) for k in ("text", "blocks", "attachments", "delete_original")):
+            error = "no_text"
+        else:
+            try:
+                if len(str(body.get("text", ""))) > MAX_TEXT:
+                    raise SlackError("msg_too_long")
+                _check_blocks(_decode_json_args(dict(body)).get("blocks"))
+            except SlackError as e:
+                error = e.error
+        self.responses.append(ResponsePost(name, body, error))
+        async with self._calls_changed:
+            self._calls_changed.notify_all()
+        if error is not None:
+            return web.json_response(
+                {"ok": False, "error": error}, status=404 if error == "used_url" else 400
+            )
+        return web.Response(text="ok")
 
     async def _handle_upload(self, request: web.Request) -> web.Response:
         pending = self._pending_uploads.get(request.match_info["file_id"])

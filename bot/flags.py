@@ -1,0 +1,106 @@
+"""`/ask` command text: leading `--flags`, then the question."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+ASK_USAGE: Final = (
+    "Usage: `/ask [--model NAME] [--budget TOKENS] [--fast] [--private] your question`\n"
+    "• `--model NAME`: a Qwen thinking model instead of the default (e.g. `qwq-plus`)\n"
+    "• `--budget TOKENS`: at most this many tokens of reasoning\n"
+    "• `--fast`: answer without thinking first (hybrid models only)\n"
+    "• `--private`: only you see the answer"
+)
+MAX_QUESTION_CHARS: Final = 8000
+MAX_BUDGET: Final = 1_000_000
+
+# Slack clients (and macOS text substitution) may turn "--" into an en or em dash.
+_DASHES: Final = re.compile(r"^(?:--|\u2014|\u2013)(?=[A-Za-z])")
+_MODEL_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_WORD: Final = re.compile(r"\s*(\S+)\s*")
+_VALUE_FLAGS: Final = frozenset({"model", "budget"})
+_SWITCHES: Final = frozenset({"fast", "private"})
+
+
+class FlagError(ValueError):
+    """The command text cannot be used; `str()` is a short sentence for the user."""
+
+    @property
+    def usage(self) -> str:
+        return f"{self}\n{ASK_USAGE}"
+
+
+@dataclass(frozen=True, slots=True)
+class AskOptions:
+    question: str
+    model: str | None = None  # None: the configured thinking model
+    budget: int | None = None  # None: the configured default
+    fast: bool = False
+    private: bool = False
+
+
+def parse_ask(text: str) -> AskOptions:
+    """Flags come first; the first word that is not a flag starts the question.
+
+    `--` ends the flags explicitly, so a question may itself start with a dash.
+    """
+    rest = text.strip()
+    values: dict[str, str] = {}
+    switches: set[str] = set()
+    while (first := _first_word(rest)) is not None:
+        word, after = first
+        if word == "--":
+            rest = after
+            break
+        flag = _DASHES.sub("", word, count=1)
+        if flag == word:
+            break
+        name, eq, value = flag.partition("=")
+        name = name.lower()
+        if name in _SWITCHES and not eq:
+            switches.add(name)
+        elif name in _VALUE_FLAGS:
+            if not eq:
+                value, after = _first_word(after) or ("", "")
+            if not value:
+                raise FlagError(f"`--{name}` needs a value.")
+            values[name] = value
+        else:
+            raise FlagError(f"I don't know the option `{word}`.")
+        rest = after
+
+    rest = rest.strip()
+    if not rest:
+        raise FlagError("Please add a question.")
+    if len(rest) > MAX_QUESTION_CHARS:
+        raise FlagError(f"Please keep the question under {MAX_QUESTION_CHARS:,} characters.")
+    model = values["model"].lower() if "model" in values else None
+    if model is not None and not _MODEL_NAME.match(model):
+        raise FlagError("`--model` needs a model name such as `qwen-plus` or `qwq-plus`.")
+    if model is not None and model.startswith("qwen-deep-research"):
+        raise FlagError("Deep research runs in a thread: use `/research <topic>` for it.")
+    budget = _budget(values["budget"]) if "budget" in values else None
+    if budget is not None and "fast" in switches:
+        raise FlagError("`--fast` turns thinking off, so `--budget` would have nothing to limit.")
+    return AskOptions(
+        question=rest,
+        model=model,
+        budget=budget,
+        fast="fast" in switches,
+        private="private" in switches,
+    )
+
+
+def _first_word(text: str) -> tuple[str, str] | None:
+    """The first whitespace-separated word and the text after it (inner newlines kept)."""
+    match = _WORD.match(text)
+    return (match.group(1), text[match.end() :]) if match else None
+
+
+def _budget(raw: str) -> int:
+    digits = raw.replace(",", "").replace("_", "")
+    if not digits.isascii() or not digits.isdigit() or not 0 < int(digits) <= MAX_BUDGET:
+        raise FlagError(f"`--budget` needs a whole number of tokens from 1 to {MAX_BUDGET:,}.")
+    return int(digits)

@@ -1,0 +1,108 @@
+"""Slash commands: `/ask` for quick answers and `/research` (a topic, `usage` or `help`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.answers import AskRequest
+from bot.flags import FlagError, parse_ask
+from bot.research import MAX_MESSAGE_CHARS
+from bot.services import Services
+from handlers.answer_render import escape
+from handlers.answer_sinks import ResponseUrlSink
+from handlers.help import HELP, help_blocks
+from handlers.render import SECTION_LIMIT, split_text
+from handlers.usage_render import usage_message
+from storage.models import ConversationKey
+
+logger = logging.getLogger(__name__)
+
+NOT_IN_CHANNEL: Final = (
+    "I can't post in this conversation yet. Invite me first with "
+    "`/invite @Qwen Deep Research`, then run the command again. (`/ask` works anywhere.)"
+)
+TOO_LONG: Final = f"Please keep the topic under {MAX_MESSAGE_CHARS:,} characters."
+USAGE_FAILED: Final = "I couldn't read the usage figures just now. Please try again in a minute."
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.command("/ask")
+    async def on_ask(ack: AsyncAck, command: dict[str, Any]) -> None:
+        try:
+            options = parse_ask(command.get("text", ""))
+        except FlagError as exc:
+            await ack(text=exc.usage)  # an ack's text is seen by the asker only
+            return
+        await ack()
+        user = command.get("user_id", "")
+        sink = ResponseUrlSink(command["response_url"], asker=user, private=options.private)
+        request = AskRequest(
+            team_id=command.get("team_id", ""),
+            user_id=user,
+            channel_id=command.get("channel_id", ""),
+            options=options,
+        )
+        await services.answers.ask(request, sink)
+
+    @app.command("/research")
+    async def on_research(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        text = command.get("text", "").strip()
+        word = text.lower()
+        team = command.get("team_id", "")
+        if word in ("", "help"):
+            await ack(text=HELP, blocks=help_blocks())
+        elif word == "usage":
+            await ack()
+            try:
+                usage = await services.usage.workspace(team)
+            except Exception:
+                logger.exception("usage figures for %s failed", team)
+                await respond(text=USAGE_FAILED, response_type="ephemeral")
+                return
+            await respond(response_type="ephemeral", **usage_message(usage))
+        elif len(text) > MAX_MESSAGE_CHARS:
+            await ack(text=TOO_LONG)
+        elif (refusal := await services.budget.refusal(team)) is not None:
+            await ack(text=refusal)
+        else:
+            await ack()
+            await _start_research(services, command, text, respond, client)
+
+
+async def _start_research(
+    services: Services,
+    command: dict[str, Any],
+    topic: str,
+    respond: AsyncRespond,
+    client: AsyncWebClient,
+) -> None:
+    """Post the topic as a thread root; the conversation then lives in that thread."""
+    user, channel = command.get("user_id", ""), command.get("channel_id", "")
+    try:
+        root = await client.chat_postMessage(channel=channel, **topic_message(user, topic))
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error in ("not_in_channel", "channel_not_found", "is_archived"):
+            logger.info("cannot post a research topic in %s: %s", channel, error)
+            await respond(text=NOT_IN_CHANNEL, response_type="ephemeral")
+            return
+        raise
+    key = ConversationKey(command.get("team_id", ""), channel, str(root["ts"]))
+    await services.research.mention(key, user, topic)
+
+
+def topic_message(user: str, topic: str) -> dict[str, Any]:
+    header = f":mag: <@{user}> started a research conversation:"
+    quoted = "\n".join(f">{line}" for line in escape(topic).splitlines())
+    chunks = split_text(f"{header}\n{quoted}", SECTION_LIMIT)
+    return {
+        "text": f"Research: {topic}",
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks],
+    }

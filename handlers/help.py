@@ -1,0 +1,30 @@
+"""How to use the bot, in one place: `/research help` and the App Home tab show the same text."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+HELP: Final = """*Qwen Deep Research: how to use it*
+*Research*
+• `/research <topic>` in a channel, or mention me with a topic: `@Qwen Deep Research the use of \
+AI in education`. In a direct message with me, just write the topic.
+• I ask one clarifying question in the thread; answer it there (no mention needed) and the \
+research starts, with live progress and a *Stop* button.
+• The report arrives in the thread as a Markdown file with its sources. If a run fails or is \
+stopped, *Retry* runs that step again.
+• Reply in the thread after the report to ask follow-up questions: a thinking model answers \
+with the report as context. *Research this deeper* on an answer starts a new research round \
+with the whole thread.
+*Quick answers*
+• `/ask <question>`: a Qwen thinking model answers in the channel, with your question quoted. \
+*Show reasoning* opens the model's reasoning.
+• `/ask --private …` only you see the answer · `--fast` no thinking first (hybrid models) · \
+`--budget 2000` at most 2,000 reasoning tokens · `--model qwq-plus` another thinking model.
+*Usage*
+• `/research usage`: this workspace's tokens and estimated cost, this month and all time, by \
+model and top users (only you see it). The same is on my Home tab.
+• `/research help`: this text."""
+
+
+def help_blocks() -> list[dict[str, Any]]:
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": HELP}}]
