@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -265,6 +265,37 @@ class ResearchService:
                 await self._clarify(conversation, sink, created=True)
             else:
                 await self._begin_research(conversation)
+
+    async def research_again(
+        self,
+        key: ConversationKey,
+        user_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        request: str,
+    ) -> bool:
+        """Another research round in a finished thread, with everything said since the report
+        (`messages`) and `request` as the new question. False if the thread is not done."""
+        async with self._lock(key):
+            conversation = await self._store.get(key)
+            if conversation is None or conversation.state is not State.DONE:
+                return False  # a second press, or a round already running
+            if not await self._may_start(key, self._sinks(key)):
+                return True
+            history = (
+                *conversation.history,
+                *(dict(m) for m in messages),
+                {"role": "user", "content": request},
+            )
+            options = replace(_options(conversation), clarify=False)
+            await self._begin_research(
+                replace(
+                    conversation,
+                    user_id=user_id,  # the round is billed to whoever asked for it
+                    history=history,
+                    options=options.to_json(),
+                )
+            )
+        return True
 
     async def stop(self, key: ConversationKey) -> bool:
         """Stop the thread's run at once; False if nothing was running."""

@@ -17,7 +17,6 @@ from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.research import ResearchConfig, ResearchService
-from bot.rounds import ReplyRounds
 from bot.services import Services
 from bot.usage_report import UsageReporter
 from handlers.answer_sinks import thread_answer_sinks
@@ -70,7 +69,7 @@ class BotRuntime:
                 ),
                 budget=budget,
                 thread_sinks=thread_answer_sinks(client),
-                start_round=ReplyRounds(store, lambda: research),
+                start_round=lambda *args: research.research_again(*args),
             )
             research = ResearchService(
                 store=store,
