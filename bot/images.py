@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 MAX_IMAGES: Final = 5
@@ -24,6 +24,16 @@ class Attachment:
 class Image:
     name: str
     data_url: str
+
+
+class AttachmentReader(Protocol):
+    """Reads the files attached to a chat message (Slack's file objects)."""
+
+    async def attachments(
+        self, files: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Attachment], list[str]]:
+        """Downloaded attachments, and a sentence for each file that could not be read."""
+        ...
 
 
 def image_type(data: bytes) -> str | None:

@@ -20,6 +20,7 @@ from bot.research import ResearchConfig, ResearchService
 from bot.services import Services
 from bot.usage_report import UsageReporter
 from handlers.answer_sinks import thread_answer_sinks
+from handlers.files import SlackFiles
 from handlers.slack_sink import slack_sinks
 from storage.answers import AnswerStore
 from storage.sqlite import Store
@@ -89,6 +90,7 @@ class BotRuntime:
                 answers=answers,
                 usage=UsageReporter(queries, budget),
                 budget=budget,
+                files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
             )
             app = build_app(settings, self.services, client)
             recovered = await research.recover()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.answers import AnswerService
 from bot.budget import BudgetGuard
+from bot.images import AttachmentReader
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
 from storage.sqlite import Store
@@ -18,3 +19,4 @@ class Services:
     answers: AnswerService
     usage: UsageReporter
     budget: BudgetGuard
+    files: AttachmentReader

@@ -13,6 +13,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.images import Image, accept_images
 from bot.services import Services
 from handlers.slack_sink import SlackThreadSink
 from storage.models import ConversationKey
@@ -65,7 +66,10 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         text = strip_mentions(event.get("text", ""), context.bot_user_id)
         async with _guarded(client, key):
-            await research.mention(key, event.get("user", ""), text)
+            images, refusals = await _images(event)
+            await research.mention(
+                key, event.get("user", ""), text, images=images, refusals=refusals
+            )
 
     @app.event("message")
     async def on_message(
@@ -85,14 +89,28 @@ def register(app: AsyncApp, services: Services) -> None:
                 return  # also delivered as app_mention, already handled
             text = strip_mentions(event.get("text", ""), context.bot_user_id)
             async with _guarded(client, key):
-                await research.reply(key, event.get("user", ""), text)
+                images, refusals = await _images(event)
+                await research.reply(
+                    key, event.get("user", ""), text, images=images, refusals=refusals
+                )
         elif event.get("channel_type") == "im":
             # In a DM every top-level message is meant for the bot: no mention needed.
             if not await store.claim(_message_claim(key, event)):
                 return
             text = strip_mentions(event.get("text", ""), context.bot_user_id)
             async with _guarded(client, key):
-                await research.mention(key, event.get("user", ""), text)
+                images, refusals = await _images(event)
+                await research.mention(
+                    key, event.get("user", ""), text, images=images, refusals=refusals
+                )
+
+    async def _images(event: Mapping[str, Any]) -> tuple[list[Image], list[str]]:
+        files = event.get("files") or []
+        if not isinstance(files, list) or not files:
+            return [], []
+        attachments, unread = await services.files.attachments(files)
+        images, refused = accept_images(attachments)
+        return images, [*unread, *refused]
 
 
 @contextlib.asynccontextmanager

@@ -198,6 +198,8 @@ class FakeSlack:
         self.reactions: set[tuple[str, str, str]] = set()  # (channel, ts, name)
         self.views: dict[str, dict[str, Any]] = {}  # view id -> latest view
         self.responses: list[ResponsePost] = []  # response_url posts, accepted or not
+        self.hosted_files: dict[str, bytes] = {}  # file id -> bytes served at url_private
+        self.file_downloads: list[tuple[str, str | None]] = []  # (file id, token presented)
 
         self.port = 0
         self.api_url = ""
@@ -228,6 +230,37 @@ class FakeSlack:
             "apps.connections.open": self._apps_connections_open,
         }
 
+    # ---- files users attach ---------------------------------------------------------------
+
+    def add_file(self, name: str, content: bytes, mimetype: str = "image/png") -> dict[str, Any]:
+        """Host a file a user attached; returns the file object Slack puts in the event."""
+        file_id = self._new_id("F")
+        self.hosted_files[file_id] = content
+        url = f"http://127.0.0.1:{self.port}/files-pri/{file_id}/{name}"
+        return {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "size": len(content),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+
+    async def _handle_file_download(self, request: web.Request) -> web.Response:
+        # Like files.slack.com: private files need the bot token; without it, an HTML page.
+        file_id = request.match_info["file_id"]
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        self.file_downloads.append((file_id, token))
+        if token != self.bot_token:
+            return web.Response(status=302, headers={"Location": "https://slack.com/signin"})
+        content = self.hosted_files.get(file_id)
+        if content is None:
+            return web.Response(status=404)
+        return web.Response(body=content, content_type="application/octet-stream")
+
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> FakeSlack:
@@ -236,6 +269,7 @@ class FakeSlack:
         app.router.add_post("/upload/{file_id}", self._handle_upload)
         app.router.add_post("/response/{name}", self._handle_response)
         app.router.add_get("/socket", self._handle_socket)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._handle_file_download)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
