@@ -26,7 +26,13 @@ from bot.qwen.events import (
     Usage,
 )
 from bot.report import Report, RunStats
-from bot.research_options import OptionError, ResearchOptions, parse_research_options
+from bot.research_options import (
+    OptionError,
+    ResearchOptions,
+    WorkspaceResearch,
+    parse_research_options,
+    supports_research_tools,
+)
 from bot.sink import SinkFactory, ThreadSink
 from bot.usage import Pricing
 from storage.models import Conversation, ConversationKey, State, UsageRecord
@@ -66,6 +72,10 @@ FollowUpHandler = Callable[[Conversation, str, str], Awaitable[None]]
 
 BudgetCheck = Callable[[str], Awaitable[str | None]]
 """A sentence refusing new work for a workspace over its budget, or None: (team_id)."""
+
+
+WorkspaceSettingsLookup = Callable[[str], Awaitable[WorkspaceResearch]]
+"""A workspace's research settings, looked up when a conversation starts and for each call."""
 
 
 class StopReason(StrEnum):
@@ -120,8 +130,10 @@ class ResearchService:
         follow_up: FollowUpHandler | None = None,
         pacer: WorkspacePacer | None = None,
         budget: BudgetCheck | None = None,
+        workspace_settings: WorkspaceSettingsLookup | None = None,
     ) -> None:
         self._budget = budget
+        self._workspace_settings = workspace_settings
         self._follow_up = follow_up
         self._pacer = pacer or WorkspacePacer()
         self._store = store
@@ -178,6 +190,8 @@ class ResearchService:
             return
         if not await self._may_start(key, sink):
             return
+        workspace = await self._workspace(key.team_id)
+        options = options.over(workspace.defaults)
         async with self._lock(key):
             if await self._store.get(key) is not None:
                 return
@@ -189,7 +203,7 @@ class ResearchService:
                 history=({"role": "user", "content": user_content(text, images)},),
                 options=options.to_json(),
             )
-            if options.clarify:
+            if options.asks_first:
                 await self._clarify(conversation, sink, created=False)
             else:
                 await self._store.create(replace(conversation, state=State.RESEARCHING))
@@ -261,7 +275,7 @@ class ResearchService:
             sink = self._sinks(key)
             if not await self._may_start(key, sink):
                 return
-            if len(conversation.history) <= 1 and _options(conversation).clarify:
+            if len(conversation.history) <= 1 and _options(conversation).asks_first:
                 await self._clarify(conversation, sink, created=True)
             else:
                 await self._begin_research(conversation)
@@ -433,7 +447,8 @@ class ResearchService:
             conversation = await self._store.save(replace(conversation, progress_ts=ts))
             pacing = asyncio.create_task(progress.keep_live())
             try:
-                async for event in self._model.stream(_research_step(conversation)):
+                step = await self._research_step(conversation)
+                async for event in self._model.stream(step):
                     progress.tracker.apply(event)
                     result.apply(event)
             finally:
@@ -519,6 +534,24 @@ class ResearchService:
             logger.exception("could not record the end of %s", conversation.key)
 
     # --- helpers -------------------------------------------------------------------------
+
+    async def _research_step(self, conversation: Conversation) -> ModelCall:
+        options = _options(conversation)
+        tools: tuple[dict[str, Any], ...] = ()
+        if supports_research_tools(conversation.model):
+            tools = (await self._workspace(conversation.key.team_id)).research_tools
+        return research_call(
+            conversation.model,
+            conversation.history,
+            enable_feedback=None if options.asks_first else False,
+            output_format=options.output_format,
+            research_tools=tools,
+        )
+
+    async def _workspace(self, team_id: str) -> WorkspaceResearch:
+        if self._workspace_settings is None:
+            return WorkspaceResearch()
+        return await self._workspace_settings(team_id)
 
     def _usage_records(
         self, conversation: Conversation, kind: str, usage: Usage | None
@@ -618,16 +651,6 @@ class _ProgressMessage:
 
 def _options(conversation: Conversation) -> ResearchOptions:
     return ResearchOptions.from_json(conversation.options)
-
-
-def _research_step(conversation: Conversation) -> ModelCall:
-    options = _options(conversation)
-    return research_call(
-        conversation.model,
-        conversation.history,
-        enable_feedback=None if options.clarify else False,
-        output_format=options.output_format,
-    )
 
 
 def _topic(conversation: Conversation) -> str:

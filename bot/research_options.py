@@ -23,28 +23,60 @@ class OptionError(ValueError):
     """The text has an option the bot does not know; the message is for the user."""
 
 
+# Models that take MCP servers as `research_tools` (the 2025-12-15 snapshot, per the docs).
+MCP_MODELS: Final = frozenset({"qwen-deep-research-2025-12-15"})
+
+
+def supports_research_tools(model: str) -> bool:
+    return model in MCP_MODELS
+
+
 @dataclass(frozen=True, slots=True)
 class ResearchOptions:
-    output_format: str | None = None  # None: the model's default (detailed)
-    clarify: bool = True
+    """None means "not said": a workspace default or the model's own default applies."""
+
+    output_format: str | None = None
+    clarify: bool | None = None
     model: str | None = None
+
+    @property
+    def asks_first(self) -> bool:
+        return self.clarify is not False
+
+    def over(self, defaults: ResearchOptions) -> ResearchOptions:
+        """These options, with what they leave unsaid taken from `defaults`."""
+        return ResearchOptions(
+            output_format=self.output_format or defaults.output_format,
+            clarify=self.clarify if self.clarify is not None else defaults.clarify,
+            model=self.model or defaults.model,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"output_format": self.output_format, "clarify": self.clarify, "model": self.model}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResearchOptions:
+        clarify = data.get("clarify")
         return cls(
             output_format=data.get("output_format"),
-            clarify=bool(data.get("clarify", True)),
+            clarify=clarify if isinstance(clarify, bool) else None,
             model=data.get("model"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceResearch:
+    """A workspace's research settings. The MCP tools carry their bearer tokens in the clear,
+    so they are looked up for each call and never stored with a conversation."""
+
+    defaults: ResearchOptions = ResearchOptions()
+    research_tools: tuple[dict[str, Any], ...] = ()
 
 
 def parse_research_options(text: str) -> tuple[ResearchOptions, str]:
     """Options anywhere in the text, and the text without them (line breaks kept)."""
     output_format: str | None = None
-    clarify = True
+    clarify: bool | None = None
     model: str | None = None
     kept_lines: list[str] = []
     for line in text.split("\n"):
