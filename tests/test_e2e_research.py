@@ -172,3 +172,13 @@ async def test_acks_within_three_seconds(bot: Harness) -> None:
     if bot.mode == "socket":
         assert result["_elapsed"] < 3
     await bot.slack.wait_for_call("chat.postMessage")
+
+
+async def test_oversized_message_gets_the_limit_and_no_model_call(bot: Harness) -> None:
+    mention = app_mention("<@UBOT> " + "word " * 2000)
+    await bot.send_event(mention)
+    [notice] = await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == mention["ts"]
+    )
+    assert "under 8,000 characters" in notice.args["text"]
+    assert bot.dashscope.requests == []
