@@ -12,8 +12,9 @@ from enum import StrEnum
 from typing import Any, Final
 
 from bot.images import Image, user_content
+from bot.live_progress import LiveProgress
 from bot.pacing import WorkspacePacer
-from bot.progress import ProgressTracker, Stage
+from bot.progress import Stage
 from bot.qwen.client import ModelCall, ModelClient, research_call
 from bot.qwen.errors import user_sentence
 from bot.qwen.events import (
@@ -40,11 +41,6 @@ from storage.sqlite import Store
 
 logger = logging.getLogger(__name__)
 
-# Slack clears a thread's status line after two minutes without a reply.
-STATUS_REFRESH_SECONDS: Final = 90.0
-# With nothing new to show, the elapsed time alone is refreshed this rarely.
-IDLE_REFRESH_SECONDS: Final = 30.0
-FINAL_EDIT_MAX_WAIT: Final = 10.0
 MAX_MESSAGE_CHARS: Final = 8000
 
 HOW_TO: Final = (
@@ -434,7 +430,7 @@ class ResearchService:
         key = conversation.key
         sink = self._sinks(key)
         started = self._clock()
-        progress = _ProgressMessage(
+        progress = LiveProgress(
             sink,
             self._config.progress_interval,
             self._clock,
@@ -518,7 +514,7 @@ class ResearchService:
         self,
         conversation: Conversation,
         sink: ThreadSink,
-        progress: _ProgressMessage,
+        progress: LiveProgress,
         result: _CallResult,
         reason: StopReason,
     ) -> None:
@@ -583,70 +579,6 @@ class ResearchService:
             lock = asyncio.Lock()
             self._locks[key] = lock
         return lock
-
-
-class _ProgressMessage:
-    """The live progress message: created once, edited no more often than `interval`."""
-
-    def __init__(
-        self,
-        sink: ThreadSink,
-        interval: float,
-        clock: Callable[[], float],
-        started: float,
-        pace: Callable[[float], Awaitable[bool]],
-    ) -> None:
-        self.tracker = ProgressTracker()
-        self._pace = pace
-        self._sink = sink
-        self._interval = interval
-        self._clock = clock
-        self._started = started
-        self._ts: str | None = None
-        self._last_edit = 0.0
-        self._last_status = 0.0
-
-    async def start(self) -> str:
-        await self._sink.set_status("is researching…")
-        self._last_status = self._clock()
-        self._ts = await self._sink.show_progress(self._view(), None)
-        self._last_edit = self._clock()
-        return self._ts
-
-    async def keep_live(self) -> None:
-        while True:
-            await asyncio.sleep(max(self._interval - (self._clock() - self._last_edit), 0.05))
-            now = self._clock()
-            if now - self._last_edit < self._interval:
-                continue
-            due = self.tracker.changed or now - self._last_edit >= IDLE_REFRESH_SECONDS
-            # A busy workspace skips this edit; the next one shows the latest state anyway.
-            if due and await self._pace(0):
-                await self._edit()
-            if now - self._last_status >= STATUS_REFRESH_SECONDS:
-                self._last_status = now
-                await self._sink.set_status("is researching…")
-
-    async def finish(self, stage: Stage, *, wait: bool = True) -> None:
-        self.tracker.end(stage)
-        if self._ts is None:
-            return
-        remaining = self._interval - (self._clock() - self._last_edit)
-        if wait and remaining > 0:
-            await asyncio.sleep(remaining)
-        # The last edit says how the run ended: worth a short wait for room in the workspace.
-        await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0)
-        await self._edit()
-
-    async def _edit(self) -> None:
-        try:
-            await self._sink.show_progress(self._view(), self._ts)
-        except Exception:  # a missed edit must never end the research run
-            logger.warning("progress edit failed", exc_info=True)
-        self._last_edit = self._clock()
-
-    def _view(self) -> Any:
-        return self.tracker.view(self._clock() - self._started)
 
 
 def _options(conversation: Conversation) -> ResearchOptions:

@@ -1,0 +1,84 @@
+"""The live progress message of one research run: created once, edited in place no more
+often than the configured interval, paced per workspace, with the thread status kept fresh."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from bot.progress import ProgressTracker, ProgressView, Stage
+from bot.sink import ThreadSink
+
+logger = logging.getLogger(__name__)
+
+# Slack clears a thread's status line after two minutes without a reply.
+STATUS_REFRESH_SECONDS: Final = 90.0
+# With nothing new to show, the elapsed time alone is refreshed this rarely.
+IDLE_REFRESH_SECONDS: Final = 30.0
+FINAL_EDIT_MAX_WAIT: Final = 10.0
+
+
+class LiveProgress:
+    """The live progress message: created once, edited no more often than `interval`."""
+
+    def __init__(
+        self,
+        sink: ThreadSink,
+        interval: float,
+        clock: Callable[[], float],
+        started: float,
+        pace: Callable[[float], Awaitable[bool]],
+    ) -> None:
+        self.tracker = ProgressTracker()
+        self._pace = pace
+        self._sink = sink
+        self._interval = interval
+        self._clock = clock
+        self._started = started
+        self._ts: str | None = None
+        self._last_edit = 0.0
+        self._last_status = 0.0
+
+    async def start(self) -> str:
+        await self._sink.set_status("is researching…")
+        self._last_status = self._clock()
+        self._ts = await self._sink.show_progress(self._view(), None)
+        self._last_edit = self._clock()
+        return self._ts
+
+    async def keep_live(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._interval - (self._clock() - self._last_edit), 0.05))
+            now = self._clock()
+            if now - self._last_edit < self._interval:
+                continue
+            due = self.tracker.changed or now - self._last_edit >= IDLE_REFRESH_SECONDS
+            # A busy workspace skips this edit; the next one shows the latest state anyway.
+            if due and await self._pace(0):
+                await self._edit()
+            if now - self._last_status >= STATUS_REFRESH_SECONDS:
+                self._last_status = now
+                await self._sink.set_status("is researching…")
+
+    async def finish(self, stage: Stage, *, wait: bool = True) -> None:
+        self.tracker.end(stage)
+        if self._ts is None:
+            return
+        remaining = self._interval - (self._clock() - self._last_edit)
+        if wait and remaining > 0:
+            await asyncio.sleep(remaining)
+        # The last edit says how the run ended: worth a short wait for room in the workspace.
+        await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0)
+        await self._edit()
+
+    async def _edit(self) -> None:
+        try:
+            await self._sink.show_progress(self._view(), self._ts)
+        except Exception:  # a missed edit must never end the research run
+            logger.warning("progress edit failed", exc_info=True)
+        self._last_edit = self._clock()
+
+    def _view(self) -> ProgressView:
+        return self.tracker.view(self._clock() - self._started)
