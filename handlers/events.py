@@ -61,15 +61,7 @@ def register(app: AsyncApp, services: Services) -> None:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        key = _thread_key(body, event)
-        if not await store.claim(_message_claim(key, event)):
-            return
-        text = strip_mentions(event.get("text", ""), context.bot_user_id)
-        async with _guarded(client, key):
-            images, refusals = await _images(event)
-            await research.mention(
-                key, event.get("user", ""), text, images=images, refusals=refusals
-            )
+        await _deliver(research.mention, _thread_key(body, event), event, context, client)
 
     @app.event("message")
     async def on_message(
@@ -81,28 +73,27 @@ def register(app: AsyncApp, services: Services) -> None:
         if event.get("user") == context.bot_user_id:
             return
         key = _thread_key(body, event)
-        in_thread = event.get("thread_ts") not in (None, event.get("ts"))
-        if in_thread:
-            if await store.get(key) is None:
-                return  # a thread the bot is not part of
-            if not await store.claim(_message_claim(key, event)):
-                return  # also delivered as app_mention, already handled
-            text = strip_mentions(event.get("text", ""), context.bot_user_id)
-            async with _guarded(client, key):
-                images, refusals = await _images(event)
-                await research.reply(
-                    key, event.get("user", ""), text, images=images, refusals=refusals
-                )
+        if event.get("thread_ts") not in (None, event.get("ts")):
+            if await store.get(key) is not None:  # else a thread the bot is not part of
+                await _deliver(research.reply, key, event, context, client)
         elif event.get("channel_type") == "im":
             # In a DM every top-level message is meant for the bot: no mention needed.
-            if not await store.claim(_message_claim(key, event)):
-                return
-            text = strip_mentions(event.get("text", ""), context.bot_user_id)
-            async with _guarded(client, key):
-                images, refusals = await _images(event)
-                await research.mention(
-                    key, event.get("user", ""), text, images=images, refusals=refusals
-                )
+            await _deliver(research.mention, key, event, context, client)
+
+    async def _deliver(
+        entry: Callable[..., Awaitable[None]],
+        key: ConversationKey,
+        event: Mapping[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
+        # A thread reply that mentions the bot arrives as app_mention and as message.
+        if not await store.claim(_message_claim(key, event)):
+            return
+        text = strip_mentions(event.get("text", ""), context.bot_user_id)
+        async with _guarded(client, key):
+            images, refusals = await _images(event)
+            await entry(key, event.get("user", ""), text, images=images, refusals=refusals)
 
     async def _images(event: Mapping[str, Any]) -> tuple[list[Image], list[str]]:
         files = event.get("files") or []
