@@ -182,3 +182,14 @@ async def test_oversized_message_gets_the_limit_and_no_model_call(bot: Harness) 
     )
     assert "under 8,000 characters" in notice.args["text"]
     assert bot.dashscope.requests == []
+
+
+async def test_direct_message_starts_a_conversation_without_a_mention(bot: Harness) -> None:
+    bot.dashscope.enqueue(clarification_script(QUESTION))
+    dm = message(TOPIC, channel="D1", channel_type="im")
+    await bot.send_event(dm)
+    [question] = await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == dm["ts"]
+    )
+    assert question.args["channel"] == "D1"
+    assert bot.dashscope.requests[0].body["input"]["messages"][0]["content"] == TOPIC
