@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from bot.secrets_box import MIN_SECRET_KEY_CHARS
 from bot.usage import Pricing, PricingError, load_pricing
 
 DEFAULT_SLACK_API_URL: Final = "https://slack.com/api/"
@@ -58,6 +59,7 @@ class Settings:
     pricing_file: Path | None = None
     pricing: Pricing = field(default_factory=Pricing)  # defaults overridden by pricing_file
     workspace_monthly_token_budget: int | None = None  # None: no budget
+    secret_key: str | None = None  # encrypts MCP tokens at rest; None: tokens cannot be saved
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
@@ -65,7 +67,8 @@ class Settings:
             f"slack_api_url={self.slack_api_url!r}, dashscope={self.dashscope_base_url!r}, "
             f"db={str(self.database_path)!r}, research_model={self.research_model!r}, "
             f"thinking_model={self.thinking_model!r}, "
-            f"monthly_token_budget={self.workspace_monthly_token_budget})"
+            f"monthly_token_budget={self.workspace_monthly_token_budget}, "
+            f"secret_key={'set' if self.secret_key else 'unset'})"
         )
 
     @property
@@ -75,6 +78,7 @@ class Settings:
             self.slack_app_token,
             self.slack_signing_secret,
             self.dashscope_api_key,
+            self.secret_key,
         )
         return tuple(v for v in values if v)
 
@@ -179,6 +183,12 @@ def load_settings(
             pricing = load_pricing(pricing_file)
         except PricingError as exc:
             problems.append(str(exc))
+    secret_key = get("SECRET_KEY")
+    if secret_key is not None and len(secret_key) < MIN_SECRET_KEY_CHARS:
+        problems.append(
+            f"SECRET_KEY must be at least {MIN_SECRET_KEY_CHARS} characters; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
     try:
         db_path = database_path(get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     except ConfigError as exc:
@@ -206,4 +216,5 @@ def load_settings(
         pricing_file=pricing_file,
         pricing=pricing,
         workspace_monthly_token_budget=monthly_budget,
+        secret_key=secret_key,
     )

@@ -17,14 +17,17 @@ from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.research import ResearchConfig, ResearchService
+from bot.secrets_box import SecretBox
 from bot.services import Services
 from bot.usage_report import UsageReporter
+from bot.workspace_settings import WorkspaceSettingsService
 from handlers.answer_sinks import thread_answer_sinks
 from handlers.files import SlackFiles
 from handlers.slack_sink import slack_sinks
 from storage.answers import AnswerStore
 from storage.sqlite import Store
 from storage.usage_queries import UsageQueries
+from storage.workspace_settings import WorkspaceSettingsStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,11 @@ class BotRuntime:
                 thread_sinks=thread_answer_sinks(client),
                 start_round=lambda *args: research.research_again(*args),
             )
+            workspace_settings = WorkspaceSettingsService(
+                await WorkspaceSettingsStore.attach(store),
+                default_model=settings.research_model,
+                box=SecretBox(settings.secret_key) if settings.secret_key else None,
+            )
             research = ResearchService(
                 store=store,
                 model=model,
@@ -83,6 +91,7 @@ class BotRuntime:
                 ),
                 follow_up=answers.follow_up,
                 budget=budget.refusal,
+                workspace_settings=workspace_settings.research,
             )
             self.services = Services(
                 store=store,
@@ -91,6 +100,7 @@ class BotRuntime:
                 usage=UsageReporter(queries, budget),
                 budget=budget,
                 files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
+                settings=workspace_settings,
             )
             app = build_app(settings, self.services, client)
             recovered = await research.recover()

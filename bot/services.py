@@ -9,6 +9,7 @@ from bot.budget import BudgetGuard
 from bot.images import AttachmentReader
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
+from bot.workspace_settings import WorkspaceSettingsService
 from storage.sqlite import Store
 
 
@@ -20,3 +21,4 @@ class Services:
     usage: UsageReporter
     budget: BudgetGuard
     files: AttachmentReader
+    settings: WorkspaceSettingsService

@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from handlers import actions, answer_actions, commands, events, home
+from handlers import actions, answer_actions, commands, events, home, settings
 
 
 def register_all(app: AsyncApp, services: Services) -> None:
@@ -14,3 +14,4 @@ def register_all(app: AsyncApp, services: Services) -> None:
     answer_actions.register(app, services)
     commands.register(app, services)
     home.register(app, services)
+    settings.register(app, services)

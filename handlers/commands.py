@@ -1,4 +1,5 @@
-"""Slash commands: `/ask` for quick answers and `/research` (a topic, `usage` or `help`)."""
+"""Slash commands: `/ask` for quick answers and `/research` (a topic, `usage`, `settings` or
+`help`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from handlers.answer_render import escape
 from handlers.answer_sinks import ResponseUrlSink
 from handlers.help import HELP, help_blocks
 from handlers.render import SECTION_LIMIT, split_text
+from handlers.settings import open_settings
 from handlers.usage_render import usage_message
 from storage.models import ConversationKey
 
@@ -67,6 +69,17 @@ def register(app: AsyncApp, services: Services) -> None:
                 await respond(text=USAGE_FAILED, response_type="ephemeral")
                 return
             await respond(response_type="ephemeral", **usage_message(usage))
+        elif word == "settings":
+            await ack()
+            refusal = await open_settings(
+                client,
+                services,
+                team=team,
+                user=command.get("user_id", ""),
+                trigger_id=command.get("trigger_id", ""),
+            )
+            if refusal is not None:
+                await respond(text=refusal, response_type="ephemeral")
         elif len(text) > MAX_MESSAGE_CHARS:
             await ack(text=TOO_LONG)
         elif (refusal := await services.budget.refusal(team)) is not None:

@@ -23,6 +23,10 @@ with the whole thread.
 *Usage*
 • `/research usage`: this workspace's tokens and estimated cost, this month and all time, by \
 model and top users (only you see it). The same is on my Home tab.
+*Settings*
+• `/research settings` (workspace admins and owners): the research model, report length, \
+whether I ask a clarifying question first, and an MCP server for the snapshot model. They \
+apply to new conversations; my Home tab shows them.
 • `/research help`: this text."""
 
 

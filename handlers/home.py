@@ -1,4 +1,4 @@
-"""The App Home tab: how to use the bot, and the workspace's usage."""
+"""The App Home tab: how to use the bot, the workspace's research settings and its usage."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services import Services
 from bot.usage_report import WorkspaceUsage
+from bot.workspace_settings import WorkspaceSettings
+from handlers.admins import is_workspace_admin
 from handlers.help import help_blocks
+from handlers.settings_render import home_blocks
 from handlers.usage_render import usage_blocks
 
 logger = logging.getLogger(__name__)
@@ -27,16 +30,36 @@ def register(app: AsyncApp, services: Services) -> None:
         if event.get("tab") != "home":
             return
         team = context.team_id or body.get("team_id") or ""
-        usage: WorkspaceUsage | None = None
-        try:
-            usage = await services.usage.workspace(team)
-        except Exception:  # the how-to is still worth showing
-            logger.exception("usage figures for the Home tab of %s failed", team)
-        await client.views_publish(user_id=event["user"], view=home_view(usage))
+        await publish_home(client, services, team, event["user"])
 
 
-def home_view(usage: WorkspaceUsage | None = None) -> dict[str, Any]:
+async def publish_home(client: AsyncWebClient, services: Services, team: str, user: str) -> None:
+    """Build and publish the user's Home tab; each part that fails says so and the rest shows."""
+    usage: WorkspaceUsage | None = None
+    try:
+        usage = await services.usage.workspace(team)
+    except Exception:  # the how-to is still worth showing
+        logger.exception("usage figures for the Home tab of %s failed", team)
+    settings: WorkspaceSettings | None = None
+    try:
+        settings = await services.settings.current(team)
+    except Exception:
+        logger.exception("research settings for the Home tab of %s failed", team)
+    settings_part = home_blocks(
+        settings,
+        default_model=services.settings.default_model,
+        can_change=await is_workspace_admin(client, user) is True,
+    )
+    await client.views_publish(user_id=user, view=home_view(usage, settings_part))
+
+
+def home_view(
+    usage: WorkspaceUsage | None = None, settings: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = help_blocks()
+    if settings:
+        blocks.append({"type": "divider"})
+        blocks += settings
     blocks.append({"type": "divider"})
     if usage is not None:
         blocks += usage_blocks(usage)

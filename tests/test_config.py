@@ -280,3 +280,23 @@ def test_python_m_bot_without_settings_exits_2_and_says_what_is_missing(tmp_path
     assert "DASHSCOPE_API_KEY" in result.stderr
     assert "manifest.yml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- SECRET_KEY
+
+SECRET_KEY = "a-secret-key-for-mcp-tokens-0123456789"
+
+
+def test_secret_key_is_optional_kept_out_of_repr_and_listed_as_a_secret() -> None:
+    assert load(SOCKET_ENV).secret_key is None
+    settings = load({**SOCKET_ENV, "SECRET_KEY": SECRET_KEY})
+    assert settings.secret_key == SECRET_KEY
+    assert SECRET_KEY in settings.secrets
+    assert SECRET_KEY not in repr(settings) and "secret_key=set" in repr(settings)
+
+
+def test_a_short_secret_key_is_refused_with_how_to_make_one() -> None:
+    message = config_error({**SOCKET_ENV, "SECRET_KEY": "too-short"})
+    assert "SECRET_KEY must be at least 32 characters" in message
+    assert "secrets.token_urlsafe" in message
+    assert "too-short" not in message

@@ -43,7 +43,8 @@ class ModelCall:
 
     model: str
     messages: tuple[Mapping[str, Any], ...]
-    parameters: Mapping[str, Any] = field(default_factory=dict)
+    # May hold MCP bearer tokens in the clear: never part of a repr or a log line.
+    parameters: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 def research_call(

@@ -289,3 +289,94 @@ async def post_signed(
     async with session.post(url, data=body.encode(), headers=headers) as resp:
         text = await resp.text()
     return resp.status, text, time.perf_counter() - started
+
+
+def modal_state(
+    view: dict[str, Any], changes: dict[str, Any] | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """`view.state.values` as Slack submits a modal: every input block's initial value, with
+    `changes` (block_id -> what the user typed or picked) applied.
+
+    A change is a string for a text input, an option value for a select or radio buttons, and
+    a list of option values for checkboxes. Empty text inputs submit `None`, like Slack.
+    """
+    changes = dict(changes or {})
+    values: dict[str, dict[str, Any]] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input":
+            continue
+        block_id, element = block["block_id"], block["element"]
+        kind = element["type"]
+        change = changes.pop(block_id, None)
+        state: dict[str, Any] = {"type": kind}
+        if kind == "plain_text_input":
+            text = element.get("initial_value") if change is None else change
+            state["value"] = text or None
+        elif kind in ("static_select", "radio_buttons"):
+            option = element.get("initial_option")
+            if change is not None:
+                [option] = [o for o in element["options"] if o["value"] == change]
+            state["selected_option"] = option
+        elif kind == "checkboxes":
+            chosen = element.get("initial_options") or []
+            if change is not None:
+                chosen = [o for o in element["options"] if o["value"] in change]
+            state["selected_options"] = chosen
+        else:
+            raise ValueError(f"modal_state does not know {kind} elements")
+        values[block_id] = {element["action_id"]: state}
+    if changes:
+        raise ValueError(f"no input blocks named {sorted(changes)} in the view")
+    return values
+
+
+def view_submission(
+    view: dict[str, Any],
+    values: dict[str, dict[str, Any]],
+    *,
+    user_id: str = "UUSER",
+    team_id: str = "T1",
+    view_id: str | None = None,
+) -> dict[str, Any]:
+    """A `view_submission` payload for a modal the app opened (`view` as passed to views.open)."""
+    submitted = {
+        **view,
+        "id": view_id or view.get("id") or f"V{uuid.uuid4().hex[:10].upper()}",
+        "team_id": team_id,
+        "app_id": "A1",
+        "bot_id": "BBOT",
+        "private_metadata": view.get("private_metadata", ""),
+        "hash": uuid.uuid4().hex,
+        "state": {"values": values},
+    }
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "test"},
+        "user": {
+            "id": user_id,
+            "username": user_id.lower(),
+            "name": user_id.lower(),
+            "team_id": team_id,
+        },
+        "api_app_id": "A1",
+        "token": "verification-token",
+        "trigger_id": _trigger_id(),
+        "view": submitted,
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+def home_block_action(
+    action_id: str, value: str, *, user_id: str = "UUSER", team_id: str = "T1"
+) -> dict[str, Any]:
+    """A `block_actions` payload for a button on the App Home tab (a view, not a message)."""
+    payload = block_action(action_id, value, user_id=user_id, team_id=team_id)
+    view_id = f"V{uuid.uuid4().hex[:10].upper()}"
+    payload["container"] = {"type": "view", "view_id": view_id}
+    payload["view"] = {"id": view_id, "type": "home", "team_id": team_id, "blocks": []}
+    for key in ("message", "channel"):
+        del payload[key]
+    payload.pop("response_url", None)
+    return payload
