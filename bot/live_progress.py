@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 STATUS_REFRESH_SECONDS: Final = 90.0
 # With nothing new to show, the elapsed time alone is refreshed this rarely.
 IDLE_REFRESH_SECONDS: Final = 30.0
-FINAL_EDIT_MAX_WAIT: Final = 10.0
+# Fifty runs ending together in one workspace all get their last edit within this time.
+FINAL_EDIT_MAX_WAIT: Final = 90.0
 
 
 class LiveProgress:
@@ -69,7 +70,7 @@ class LiveProgress:
         remaining = self._interval - (self._clock() - self._last_edit)
         if wait and remaining > 0:
             await asyncio.sleep(remaining)
-        # The last edit says how the run ended: worth a short wait for room in the workspace.
+        # The last edit says how the run ended: worth waiting for room in the workspace.
         await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0)
         await self._edit()
 

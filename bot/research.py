@@ -147,6 +147,8 @@ class ResearchService:
         self._waiting: dict[ConversationKey, list[tuple[str, str]]] = {}
         # Clarifying steps run inside Slack's listener tasks; shutdown must reach them too.
         self._steps: set[asyncio.Task[Any]] = set()
+        # Last edits of progress messages, waiting for room in their workspace.
+        self._closing: set[asyncio.Task[None]] = set()
         self._accepting = True
 
     # --- entry points from Slack ---------------------------------------------------------
@@ -346,10 +348,14 @@ class ResearchService:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+        for task in self._closing:
+            task.cancel()  # a progress message left as it was loses nothing
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=1)
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait for running research to end (tests and benchmarks)."""
-        tasks = [t for t in self._runs.values() if not t.done()]
+        tasks = [t for t in (*self._runs.values(), *self._closing) if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
@@ -463,8 +469,8 @@ class ResearchService:
         if error is not None or not result.text.strip():
             await self._store.save(replace(conversation, state=State.FAILED), usage)
             _log_model_error(key, error or STREAM_CUT)
-            await progress.finish(Stage.FAILED)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
+            self._finish_later(progress, Stage.FAILED)
             return
         report = Report(
             topic=_topic(conversation),
@@ -489,7 +495,6 @@ class ResearchService:
             ),
             usage,
         )
-        await progress.finish(Stage.DONE)
         try:
             await sink.deliver_report(report)
         except Exception:
@@ -498,7 +503,15 @@ class ResearchService:
                 "The research finished, but I could not upload the report to this thread. "
                 "It is saved; ask the bot's admin to check its Slack permissions (files:write)."
             )
+        # The report is out first; the progress message flips to "complete" when the
+        # workspace has room for one more edit.
+        self._finish_later(progress, Stage.DONE)
         await self._answer_waiting(conversation)
+
+    def _finish_later(self, progress: LiveProgress, stage: Stage) -> None:
+        task = asyncio.create_task(progress.finish(stage), name=f"progress {stage}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _answer_waiting(self, conversation: Conversation) -> None:
         waiting = self._waiting.pop(conversation.key, [])

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 EVENTS_PATH: Final = "/slack/events"
 SHUTDOWN_GRACE_SECONDS: Final = 20.0
+MODEL_CONNECTIONS: Final = 1000
 
 
 class BotRuntime:
@@ -52,7 +53,11 @@ class BotRuntime:
         try:
             store = await Store.open(settings.database_path)
             self._stack.push_async_callback(store.close)
-            session = aiohttp.ClientSession()
+            # aiohttp's default pool of 100 connections would hold the 101st research stream
+            # (each lasts minutes) until another ends.
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MODEL_CONNECTIONS, limit_per_host=0)
+            )
             self._stack.push_async_callback(session.close)
             client = slack_client(settings)
             model = QwenClient(

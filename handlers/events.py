@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ SOMETHING_WRONG: Final = (
 def register(app: AsyncApp, services: Services) -> None:
     store = services.store
     research = services.research
+    recent_events = RecentIds()
 
     @app.middleware
     async def drop_redeliveries_and_noise(
@@ -47,8 +49,10 @@ def register(app: AsyncApp, services: Services) -> None:
         if _retry_num(req) > 0:
             logger.info("ignoring redelivery %s of event %s", _retry_num(req), body.get("event_id"))
             return BoltResponse(status=200, body="")
+        # Nothing here may wait on storage: this runs before Slack's 3-second ack. Messages are
+        # claimed in the database after the ack; this only spares redelivered ids that work.
         event_id = body.get("event_id")
-        if event_id and not await store.claim(f"event:{event_id}"):
+        if event_id and not recent_events.first_time(event_id):
             logger.info("ignoring event %s seen before", event_id)
             return BoltResponse(status=200, body="")
         await next()
@@ -113,6 +117,22 @@ async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterato
         logger.exception("handling a message in %s failed", key)
         with contextlib.suppress(Exception):
             await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
+
+
+class RecentIds:
+    """The last `size` ids seen, in memory."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def first_time(self, value: str) -> bool:
+        if value in self._seen:
+            return False
+        self._seen[value] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        return True
 
 
 def strip_mentions(text: str, bot_user_id: str | None) -> str:

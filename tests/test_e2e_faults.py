@@ -155,6 +155,9 @@ async def test_slack_rate_limit_on_progress_edits_is_honoured(bot: Harness) -> N
     bot.dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2, pause=0.1))
     await bot.send_event(message("Personalised learning", thread_ts=thread))
     await bot.slack.wait_for_call("files.completeUploadExternal", timeout=20)
+    await bot.slack.wait_for_call(
+        "chat.update", lambda c: "Research complete" in json.dumps(c.args), timeout=15
+    )
     updates = bot.slack.calls_to("chat.update")
     limited = [i for i, c in enumerate(updates) if c.error == "ratelimited"]
     assert limited == [0]

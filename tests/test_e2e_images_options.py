@@ -116,6 +116,9 @@ async def test_model_option_and_clarifying_reply_keep_the_options(bot: Harness) 
     assert first["model"] == second["model"] == "qwen-deep-research-2025-12-15"
     assert second["parameters"]["output_format"] == "model_detailed_report"
     assert "enable_feedback" not in second["parameters"]
+    await bot.slack.wait_for_call(
+        "chat.update", lambda c: "Research complete" in json.dumps(c.args), timeout=15
+    )
     updates = json.dumps([c.args for c in bot.slack.calls_to("chat.update")])
     # The snapshot's streamingThinking frames count as research progress.
     assert "6 sources found" in updates and "2 rounds done" in updates

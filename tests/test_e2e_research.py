@@ -98,6 +98,9 @@ async def test_mention_reply_progress_report_and_ledger(bot: Harness) -> None:
         if "research_stop" in json.dumps(c.args.get("blocks"))
     ]
     assert len(progress_posts) == 1
+    await bot.slack.wait_for_call(
+        "chat.update", lambda c: "Research complete" in json.dumps(c.args), timeout=15
+    )
     updates = bot.slack.calls_to("chat.update")
     assert len(updates) >= 3
     [progress_ts] = {u.args["ts"] for u in updates}
