@@ -170,6 +170,13 @@ async def _exercise(
     )
     result.streams_ended = time.monotonic()
     await wait_until(lambda: len(slack.uploads) >= runs, 60, "the reports")
+
+    def completed() -> int:
+        return sum(COMPLETE in json.dumps(c.args) for c in slack.calls_to("chat.update"))
+
+    # The bot posts each report first and then waits for room in the workspace for the
+    # progress message's last edit (bot/live_progress.py: up to 90 s), so wait for those too.
+    await wait_until(lambda: completed() >= runs, 120, "the final 'complete' edits")
     await asyncio.sleep(1.5)  # a straggling edit would still count
     result.reports = len(slack.uploads)
     result.updates = slack.calls_to("chat.update")
