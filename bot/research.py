@@ -202,7 +202,7 @@ class ResearchService:
                 options=options.to_json(),
             )
             if options.asks_first:
-                await self._clarify(conversation, sink, created=False)
+                await self._clarify(conversation, sink, exists=False)
             else:
                 await self._store.create(replace(conversation, state=State.RESEARCHING))
                 await self._begin_research(conversation)
@@ -274,7 +274,7 @@ class ResearchService:
             if not await self._may_start(key, sink):
                 return
             if len(conversation.history) <= 1 and _options(conversation).asks_first:
-                await self._clarify(conversation, sink, created=True)
+                await self._clarify(conversation, sink, exists=True)
             else:
                 await self._begin_research(conversation)
 
@@ -353,17 +353,9 @@ class ResearchService:
         if self._closing:
             await asyncio.wait(self._closing, timeout=1)
 
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait for running research to end (tests and benchmarks)."""
-        tasks = [t for t in (*self._runs.values(), *self._closing) if not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
-
     # --- steps -------------------------------------------------------------------------------
 
-    async def _clarify(
-        self, conversation: Conversation, sink: ThreadSink, *, created: bool
-    ) -> None:
+    async def _clarify(self, conversation: Conversation, sink: ThreadSink, *, exists: bool) -> None:
         """Step 1: ask the model for its clarifying question and relay it."""
         await sink.set_status("is reading your request…")
         result = _CallResult()
@@ -380,10 +372,7 @@ class ResearchService:
             interrupted = replace(conversation, state=State.INTERRUPTED)
             usage = self._usage_records(conversation, "clarify", result.usage)
             try:
-                if created:
-                    await self._store.save(interrupted, usage)
-                else:
-                    await self._store.create(interrupted, usage)
+                await self._record_step(interrupted, usage, exists=exists)
                 await sink.post_notice(_INTERRUPTED, retry=True)
             except Exception:
                 logger.exception("could not record the interruption of %s", conversation.key)
@@ -404,15 +393,21 @@ class ResearchService:
             )
         else:
             conversation = replace(conversation, state=State.FAILED)
-        if created:
-            await self._store.save(conversation, usage)
-        else:
-            await self._store.create(conversation, usage)
+        await self._record_step(conversation, usage, exists=exists)
         if conversation.state is State.AWAITING_CLARIFICATION:
             await sink.post_markdown(result.text)
         else:
             _log_model_error(conversation.key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
+
+    async def _record_step(
+        self, conversation: Conversation, usage: list[UsageRecord], *, exists: bool
+    ) -> None:
+        """The first step of a thread creates its conversation; a retried one updates it."""
+        if exists:
+            await self._store.save(conversation, usage)
+        else:
+            await self._store.create(conversation, usage)
 
     async def _begin_research(self, conversation: Conversation) -> None:
         conversation = await self._store.save(

@@ -9,7 +9,6 @@ from typing import Final
 
 import aiosqlite
 
-from storage.connection import connection, write_lock
 from storage.models import ConversationKey
 from storage.sqlite import Store
 
@@ -60,15 +59,15 @@ class AnswerStore:
     @classmethod
     async def attach(cls, store: Store) -> AnswerStore:
         """Create the table on the store's database if it is not there yet."""
-        async with write_lock(store):
-            await connection(store).executescript(_SCHEMA)
-            await connection(store).commit()
+        async with store.write_lock:
+            await store.connection.executescript(_SCHEMA)
+            await store.connection.commit()
         return cls(store)
 
     async def add(self, answer: StoredAnswer) -> StoredAnswer:
         stored = replace(answer, created_at=answer.created_at or time.time())
-        db = connection(self._store)
-        async with write_lock(self._store):
+        db = self._store.connection
+        async with self._store.write_lock:
             try:
                 await db.execute(
                     f"INSERT INTO answers ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
@@ -82,7 +81,7 @@ class AnswerStore:
 
     async def get(self, team_id: str, answer_id: str) -> StoredAnswer | None:
         """The answer, only if it belongs to the workspace asking for it."""
-        async with connection(self._store).execute(
+        async with self._store.connection.execute(
             f"SELECT {_COLUMNS} FROM answers WHERE id = ? AND team_id = ?", (answer_id, team_id)
         ) as cursor:
             row = await cursor.fetchone()
@@ -90,7 +89,7 @@ class AnswerStore:
 
     async def follow_ups(self, key: ConversationKey, since: float = 0.0) -> list[StoredAnswer]:
         """The thread's follow-up answers created after `since`, oldest first."""
-        async with connection(self._store).execute(
+        async with self._store.connection.execute(
             f"SELECT {_COLUMNS} FROM answers WHERE team_id = ? AND channel_id = ? "
             "AND thread_ts = ? AND kind = ? AND created_at > ? ORDER BY created_at, rowid",
             (key.team_id, key.channel_id, key.thread_ts, FOLLOW_UP, since),

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -24,16 +24,6 @@ _CONVERSATION_COLUMNS: Final = (
 )
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS: Final = (("conversations", "options", "TEXT NOT NULL DEFAULT '{}'"),)
-
-
-@dataclass(frozen=True, slots=True)
-class UsageTotals:
-    model: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    cost_usd: float | None
 
 
 class Store:
@@ -64,6 +54,16 @@ class Store:
 
     async def close(self) -> None:
         await self._db.close()
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """The one connection; modules with tables of their own use it, not a second one."""
+        return self._db
+
+    @property
+    def write_lock(self) -> asyncio.Lock:
+        """Held for every write transaction on `connection`, by every module."""
+        return self._write
 
     # --- delivery claims -------------------------------------------------------------------
 
@@ -156,16 +156,6 @@ class Store:
         ) as cursor:
             rows = await cursor.fetchall()
         return [UsageRecord(*tuple(r)) for r in rows]
-
-    async def usage_by_model(self, team_id: str, since: float = 0.0) -> list[UsageTotals]:
-        async with self._db.execute(
-            "SELECT model, COUNT(*), SUM(input_tokens), SUM(output_tokens), "
-            "SUM(reasoning_tokens), SUM(cost_usd) FROM usage "
-            "WHERE team_id = ? AND created_at >= ? GROUP BY model ORDER BY model",
-            (team_id, since),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [UsageTotals(*tuple(r)) for r in rows]
 
     async def _insert_usage(self, usage: Sequence[UsageRecord]) -> None:
         now = time.time()

@@ -1,8 +1,7 @@
 """Read-only questions about the usage ledger: totals by model and by user, tokens since a time.
 
-`Store.usage_by_model` sums cost over priced calls only, so a model whose calls are partly
-unpriced (a price added to PRICING_FILE later) would show a lower bound as if it were the whole
-cost; these queries also count the unpriced calls so the display can say so.
+Cost sums cover priced calls only; the unpriced calls are counted too, so the display can say
+that a model's cost is a lower bound (a price added to PRICING_FILE later) instead of hiding it.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from storage.connection import connection
 from storage.sqlite import Store
 
 _SUMS: Final = (
@@ -50,7 +48,7 @@ class UsageQueries:
 
     async def tokens(self, team_id: str, since: float = 0.0) -> int:
         """Input plus output tokens of every call since `since`."""
-        async with connection(self._store).execute(
+        async with self._store.connection.execute(
             "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage "
             "WHERE team_id = ? AND created_at >= ?",
             (team_id, since),
@@ -69,6 +67,6 @@ class UsageQueries:
         if limit is not None:
             sql += " LIMIT ?"
             params = (*params, limit)
-        async with connection(self._store).execute(sql, params) as cursor:
+        async with self._store.connection.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         return [Totals(*tuple(r)) for r in rows]

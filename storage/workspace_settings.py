@@ -10,7 +10,6 @@ from typing import Final
 
 import aiosqlite
 
-from storage.connection import connection, write_lock
 from storage.sqlite import Store
 
 _SCHEMA: Final = """
@@ -65,13 +64,13 @@ class WorkspaceSettingsStore:
     @classmethod
     async def attach(cls, store: Store) -> WorkspaceSettingsStore:
         """Create the table on the store's database if it is not there yet."""
-        async with write_lock(store):
-            await connection(store).executescript(_SCHEMA)
-            await connection(store).commit()
+        async with store.write_lock:
+            await store.connection.executescript(_SCHEMA)
+            await store.connection.commit()
         return cls(store)
 
     async def get(self, team_id: str) -> SettingsRow | None:
-        async with connection(self._store).execute(
+        async with self._store.connection.execute(
             f"SELECT {_COLUMNS} FROM workspace_settings WHERE team_id = ?", (team_id,)
         ) as cursor:
             row = await cursor.fetchone()
@@ -80,8 +79,8 @@ class WorkspaceSettingsStore:
     async def put(self, row: SettingsRow) -> SettingsRow:
         """Insert or replace the workspace's row."""
         stored = replace(row, updated_at=row.updated_at or time.time())
-        db = connection(self._store)
-        async with write_lock(self._store):
+        db = self._store.connection
+        async with self._store.write_lock:
             try:
                 await db.execute(
                     f"INSERT OR REPLACE INTO workspace_settings ({_COLUMNS}) "

@@ -12,6 +12,7 @@ import pytest
 
 from storage.models import Conversation, ConversationKey, State, UsageRecord
 from storage.sqlite import Store
+from storage.usage_queries import UsageQueries
 
 KEY = ConversationKey("T1", "C1", "1700000000.000100")
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
@@ -265,7 +266,7 @@ async def test_usage_by_model_sums_match_the_records(store: Store) -> None:
         usage("T2", model="qwen-plus", input_tokens=1000, output_tokens=1000),
     ]
     await store.record_usage(records)
-    totals = {t.model: t for t in await store.usage_by_model("T1")}
+    totals = {t.name: t for t in await UsageQueries(store).by_model("T1")}
     research = totals["qwen-deep-research"]
     assert (research.calls, research.input_tokens, research.output_tokens) == (2, 400, 100)
     assert research.cost_usd == pytest.approx(0.75)
@@ -287,11 +288,11 @@ async def test_usage_by_model_since_filters_by_time(store: Store) -> None:
             usage(input_tokens=100, created_at=3000.0),
         ]
     )
-    [recent] = await store.usage_by_model("T1", since=2000.0)
+    [recent] = await UsageQueries(store).by_model("T1", since=2000.0)
     assert (recent.calls, recent.input_tokens) == (2, 110)
-    assert await store.usage_by_model("T1", since=3000.5) == []
+    assert await UsageQueries(store).by_model("T1", since=3000.5) == []
 
 
 async def test_usage_by_model_of_an_unknown_team_is_empty(store: Store) -> None:
     await store.record_usage([usage("T1")])
-    assert await store.usage_by_model("T2") == []
+    assert await UsageQueries(store).by_model("T2") == []
