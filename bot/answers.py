@@ -7,19 +7,20 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Final, Protocol
 
 from bot import thinking
 from bot.budget import BudgetGuard
 from bot.context import fit
+from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
+from bot.ports import Answers, Conversations, UsageLedger
 from bot.qwen.client import ModelClient
 from bot.qwen.errors import user_sentence
 from bot.qwen.events import StreamError
+from bot.records import ASK, FOLLOW_UP, StoredAnswer, UsageRecord
 from bot.usage import Pricing
-from storage.answers import ASK, FOLLOW_UP, AnswerStore, StoredAnswer
-from storage.models import Conversation, ConversationKey, UsageRecord
-from storage.sqlite import Store
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class AnswerStats:
     input_tokens: int
     output_tokens: int  # includes the reasoning tokens
     reasoning_tokens: int
-    cost_usd: float | None
+    cost_usd: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,9 @@ class AnswerService:
     def __init__(
         self,
         *,
-        store: Store,
-        answers: AnswerStore,
+        conversations: Conversations,
+        answers: Answers,
+        ledger: UsageLedger,
         model: ModelClient,
         pricing: Pricing,
         config: AnswerConfig,
@@ -118,8 +120,9 @@ class AnswerService:
         start_round: RoundStarter,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
-        self._store = store
+        self._conversations = conversations
         self._answers = answers
+        self._ledger = ledger
         self._model = model
         self._pricing = pricing
         self._config = config
@@ -211,7 +214,7 @@ class AnswerService:
         if refusal is not None:
             await sink.notice(refusal)
             return
-        conversation = await self._store.get(key)
+        conversation = await self._conversations.get(key)
         if conversation is None:
             return
         earlier = await self._answers.follow_ups(key, since=conversation.updated_at)
@@ -270,7 +273,7 @@ class AnswerService:
             thinking=usage.reasoning_tokens > 0 or bool(result.reasoning),
         )
         try:
-            await self._store.record_usage(
+            await self._ledger.record(
                 [
                     UsageRecord(
                         team_id=draft.team_id,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from storage.usage_queries import UsageQueries
+from bot.ports import UsageLedger
 
 
 def month_start(now: float) -> datetime:
@@ -45,7 +45,7 @@ class BudgetStatus:
 class BudgetGuard:
     def __init__(
         self,
-        usage: UsageQueries,
+        usage: UsageLedger,
         monthly_tokens: int | None,
         *,
         clock: Callable[[], float] = time.time,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.secrets_box import MIN_SECRET_KEY_CHARS
 from bot.usage import Pricing, PricingError, load_pricing
@@ -50,7 +51,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3000
     dashscope_base_url: str = DEFAULT_DASHSCOPE_URL
-    database_path: Path = Path("data/bot.sqlite3")
+    # Normalised to its driver: sqlite+aiosqlite:///… or postgresql+asyncpg://…
+    database_url: str = "sqlite+aiosqlite:///data/bot.sqlite3"
     research_model: str = "qwen-deep-research"
     thinking_model: str = "qwen-plus"
     progress_update_seconds: float = 5.0
@@ -65,7 +67,7 @@ class Settings:
         return (
             f"Settings(mode={'http' if self.http_mode else 'socket'}, "
             f"slack_api_url={self.slack_api_url!r}, dashscope={self.dashscope_base_url!r}, "
-            f"db={str(self.database_path)!r}, research_model={self.research_model!r}, "
+            f"db={_without_password(self.database_url)!r}, research_model={self.research_model!r}, "
             f"thinking_model={self.thinking_model!r}, "
             f"monthly_token_budget={self.workspace_monthly_token_budget}, "
             f"secret_key={'set' if self.secret_key else 'unset'})"
@@ -79,6 +81,7 @@ class Settings:
             self.slack_signing_secret,
             self.dashscope_api_key,
             self.secret_key,
+            urlsplit(self.database_url).password,  # a log line never shows the database's
         )
         return tuple(v for v in values if v)
 
@@ -100,15 +103,32 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def database_path(url: str) -> Path:
-    """`sqlite:///relative.db` -> relative.db, `sqlite:////abs.db` -> /abs.db."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ConfigError(
-            f"DATABASE_URL must look like sqlite:///relative.db or sqlite:////absolute.db, "
-            f"got {url!r}"
-        )
-    return Path(url[len(prefix) :])
+_SQLITE_PREFIXES: Final = ("sqlite:///", "sqlite+aiosqlite:///")
+_POSTGRES_SCHEMES: Final = ("postgresql", "postgresql+asyncpg", "postgres")
+
+
+def database_url(url: str) -> str:
+    """DATABASE_URL with the driver the bot uses: `sqlite:///relative.db` and
+    `sqlite:////abs.db` run on aiosqlite, `postgresql://user:password@host:port/db` (also
+    `postgresql+asyncpg://`, `postgres://`) on asyncpg."""
+    for prefix in _SQLITE_PREFIXES:
+        if url.startswith(prefix) and len(url) > len(prefix) and "?" not in url:
+            return "sqlite+aiosqlite:///" + url[len(prefix) :]
+    parts = urlsplit(url)
+    if parts.scheme in _POSTGRES_SCHEMES and parts.hostname and parts.path.strip("/"):
+        return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+    raise ConfigError(
+        "DATABASE_URL must look like sqlite:///relative.db, sqlite:////absolute.db or "
+        f"postgresql://user:password@host:5432/database, got {_without_password(url)!r}"
+    )
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def load_settings(
@@ -190,10 +210,10 @@ def load_settings(
             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
         )
     try:
-        db_path = database_path(get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+        db_url = database_url(get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     except ConfigError as exc:
         problems.append(str(exc))
-        db_path = Path()
+        db_url = ""
     if problems:
         raise ConfigError("Invalid settings:\n" + "\n".join(f"  {p}" for p in problems))
 
@@ -207,7 +227,7 @@ def load_settings(
         host=get("HOST") or "0.0.0.0",
         port=port,
         dashscope_base_url=(get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_DASHSCOPE_URL).rstrip("/"),
-        database_path=db_path,
+        database_url=db_url,
         research_model=get("RESEARCH_MODEL") or "qwen-deep-research",
         thinking_model=get("THINKING_MODEL") or "qwen-plus",
         progress_update_seconds=progress,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 from bot.qwen.events import Reference
@@ -17,7 +18,7 @@ class RunStats:
     duration_seconds: float
     input_tokens: int
     output_tokens: int
-    cost_usd: float | None  # None when the model has no known price
+    cost_usd: Decimal | None  # None when the model has no known price
 
 
 @dataclass(frozen=True, slots=True)

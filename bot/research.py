@@ -8,12 +8,15 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
+from bot.conversation import Conversation, ConversationKey, State
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
 from bot.pacing import WorkspacePacer
+from bot.ports import Conversations
 from bot.progress import Stage
 from bot.qwen.client import ModelCall, ModelClient, research_call
 from bot.qwen.errors import user_sentence
@@ -26,18 +29,16 @@ from bot.qwen.events import (
     TextDelta,
     Usage,
 )
+from bot.records import UsageRecord
 from bot.report import Report, RunStats
 from bot.research_options import (
     OptionError,
-    ResearchOptions,
     WorkspaceResearch,
     parse_research_options,
     supports_research_tools,
 )
 from bot.sink import SinkFactory, ThreadSink
 from bot.usage import Pricing
-from storage.models import Conversation, ConversationKey, State, UsageRecord
-from storage.sqlite import Store
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class ResearchService:
     def __init__(
         self,
         *,
-        store: Store,
+        conversations: Conversations,
         model: ModelClient,
         sinks: SinkFactory,
         pricing: Pricing,
@@ -132,7 +133,7 @@ class ResearchService:
         self._workspace_settings = workspace_settings
         self._follow_up = follow_up
         self._pacer = pacer or WorkspacePacer()
-        self._store = store
+        self._store = conversations
         self._model = model
         self._sinks = sinks
         self._pricing = pricing
@@ -199,13 +200,14 @@ class ResearchService:
                 state=State.AWAITING_CLARIFICATION,
                 model=options.model or self._config.model,
                 history=({"role": "user", "content": user_content(text, images)},),
-                options=options.to_json(),
+                options=options,
             )
             if options.asks_first:
                 await self._clarify(conversation, sink, exists=False)
             else:
-                await self._store.create(replace(conversation, state=State.RESEARCHING))
-                await self._begin_research(conversation)
+                created = await self._store.create(conversation.to(State.RESEARCHING))
+                if created is not None:
+                    self._start_run(created)
 
     async def reply(
         self,
@@ -273,7 +275,7 @@ class ResearchService:
             sink = self._sinks(key)
             if not await self._may_start(key, sink):
                 return
-            if len(conversation.history) <= 1 and _options(conversation).asks_first:
+            if len(conversation.history) <= 1 and conversation.options.asks_first:
                 await self._clarify(conversation, sink, exists=True)
             else:
                 await self._begin_research(conversation)
@@ -298,13 +300,12 @@ class ResearchService:
                 *(dict(m) for m in messages),
                 {"role": "user", "content": request},
             )
-            options = replace(_options(conversation), clarify=False)
             await self._begin_research(
                 replace(
                     conversation,
                     user_id=user_id,  # the round is billed to whoever asked for it
                     history=history,
-                    options=options.to_json(),
+                    options=replace(conversation.options, clarify=False),
                 )
             )
         return True
@@ -327,7 +328,7 @@ class ResearchService:
         """After a crash: runs still marked researching were interrupted; tell their threads."""
         interrupted = await self._store.in_state(State.RESEARCHING)
         for conversation in interrupted:
-            await self._store.save(replace(conversation, state=State.INTERRUPTED))
+            await self._store.save(conversation.to(State.INTERRUPTED))
             try:
                 await self._sinks(conversation.key).post_notice(_INTERRUPTED, retry=True)
             except Exception:
@@ -369,7 +370,7 @@ class ResearchService:
                 result.apply(event)
         except asyncio.CancelledError:
             # Shutting down mid-question: keep the topic so Retry can ask again.
-            interrupted = replace(conversation, state=State.INTERRUPTED)
+            interrupted = conversation.to(State.INTERRUPTED)
             usage = self._usage_records(conversation, "clarify", result.usage)
             try:
                 await self._record_step(interrupted, usage, exists=exists)
@@ -383,16 +384,15 @@ class ResearchService:
         usage = self._usage_records(conversation, "clarify", result.usage)
         error = result.outcome
         if error is None and result.text.strip():
-            conversation = replace(
-                conversation,
-                state=State.AWAITING_CLARIFICATION,
+            conversation = conversation.to(
+                State.AWAITING_CLARIFICATION,
                 history=(
                     *conversation.history,
                     {"role": "assistant", "content": result.text},
                 ),
             )
         else:
-            conversation = replace(conversation, state=State.FAILED)
+            conversation = conversation.to(State.FAILED)
         await self._record_step(conversation, usage, exists=exists)
         if conversation.state is State.AWAITING_CLARIFICATION:
             await sink.post_markdown(result.text)
@@ -410,9 +410,11 @@ class ResearchService:
             await self._store.create(conversation, usage)
 
     async def _begin_research(self, conversation: Conversation) -> None:
-        conversation = await self._store.save(
-            replace(conversation, state=State.RESEARCHING, progress_ts=None)
+        self._start_run(
+            await self._store.save(conversation.to(State.RESEARCHING, progress_ts=None))
         )
+
+    def _start_run(self, conversation: Conversation) -> None:
         key = conversation.key
         self._stop_reasons.pop(key, None)
         task = asyncio.create_task(self._research(conversation), name=f"research {key}")
@@ -462,13 +464,13 @@ class ResearchService:
         usage = self._usage_records(conversation, "research", result.usage)
         error = result.outcome
         if error is not None or not result.text.strip():
-            await self._store.save(replace(conversation, state=State.FAILED), usage)
+            await self._store.save(conversation.to(State.FAILED), usage)
             _log_model_error(key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
             self._finish_later(progress, Stage.FAILED)
             return
         report = Report(
-            topic=_topic(conversation),
+            topic=conversation.topic,
             text=result.text,
             references=result.references,
             stats=RunStats(
@@ -479,9 +481,8 @@ class ResearchService:
             ),
         )
         conversation = await self._store.save(
-            replace(
-                conversation,
-                state=State.DONE,
+            conversation.to(
+                State.DONE,
                 history=(*conversation.history, {"role": "assistant", "content": result.text}),
                 report=result.text,
                 references=tuple(
@@ -529,7 +530,7 @@ class ResearchService:
         state = State.CANCELLED if reason is StopReason.USER else State.INTERRUPTED
         usage = self._usage_records(conversation, "research", result.usage)
         try:
-            await self._store.save(replace(conversation, state=state), usage)
+            await self._store.save(conversation.to(state), usage)
             await progress.finish(Stage.STOPPED, wait=False)
             await sink.post_notice(
                 _STOPPED if reason is StopReason.USER else _INTERRUPTED, retry=True
@@ -540,7 +541,7 @@ class ResearchService:
     # --- helpers -------------------------------------------------------------------------
 
     async def _research_step(self, conversation: Conversation) -> ModelCall:
-        options = _options(conversation)
+        options = conversation.options
         tools: tuple[dict[str, Any], ...] = ()
         if supports_research_tools(conversation.model):
             tools = (await self._workspace(conversation.key.team_id)).research_tools
@@ -589,22 +590,11 @@ class ResearchService:
         return lock
 
 
-def _options(conversation: Conversation) -> ResearchOptions:
-    return ResearchOptions.from_json(conversation.options)
-
-
-def _topic(conversation: Conversation) -> str:
-    first = conversation.history[0]["content"] if conversation.history else ""
-    if isinstance(first, list):
-        return " ".join(str(part.get("text", "")) for part in first if isinstance(part, dict))
-    return str(first)
-
-
-def _total_cost(usage: list[UsageRecord]) -> float | None:
+def _total_cost(usage: list[UsageRecord]) -> Decimal | None:
     costs = [u.cost_usd for u in usage]
     if not costs or any(c is None for c in costs):
         return None
-    return sum(c for c in costs if c is not None)
+    return sum((c for c in costs if c is not None), Decimal(0))
 
 
 def _log_model_error(key: ConversationKey, error: StreamError) -> None:

@@ -12,7 +12,6 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from bot.answers import AnswerConfig, AnswerService
-from bot.app import build_app, slack_client
 from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.qwen.client import QwenClient, RetryPolicy
@@ -22,12 +21,10 @@ from bot.services import Services
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
 from handlers.answer_sinks import thread_answer_sinks
+from handlers.app import build_app, slack_client
 from handlers.files import SlackFiles
 from handlers.slack_sink import slack_sinks
-from storage.answers import AnswerStore
-from storage.sqlite import Store
-from storage.usage_queries import UsageQueries
-from storage.workspace_settings import WorkspaceSettingsStore
+from storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +34,10 @@ MODEL_CONNECTIONS: Final = 1000
 
 
 class BotRuntime:
-    """Everything the running bot holds, opened in start() and closed in stop()."""
+    """Everything the running bot holds, opened in start() and closed in stop().
+
+    The composition root: the only module that imports the domain, the Slack glue and the
+    storage implementations together."""
 
     def __init__(self, settings: Settings, *, model_retry: RetryPolicy | None = None) -> None:
         self.settings = settings
@@ -51,8 +51,8 @@ class BotRuntime:
     async def start(self) -> None:
         settings = self.settings
         try:
-            store = await Store.open(settings.database_path)
-            self._stack.push_async_callback(store.close)
+            storage = await Storage.open(settings.database_url)
+            self._stack.push_async_callback(storage.close)
             # aiohttp's default pool of 100 connections would hold the 101st research stream
             # (each lasts minutes) until another ends.
             session = aiohttp.ClientSession(
@@ -66,11 +66,11 @@ class BotRuntime:
                 session=session,
                 retry=self._model_retry,
             )
-            queries = UsageQueries(store)
-            budget = BudgetGuard(queries, settings.workspace_monthly_token_budget)
+            budget = BudgetGuard(storage.ledger, settings.workspace_monthly_token_budget)
             answers = AnswerService(
-                store=store,
-                answers=await AnswerStore.attach(store),
+                conversations=storage.conversations,
+                answers=storage.answers,
+                ledger=storage.ledger,
                 model=model,
                 pricing=settings.pricing,
                 config=AnswerConfig(
@@ -81,12 +81,12 @@ class BotRuntime:
                 start_round=lambda *args: research.research_again(*args),
             )
             workspace_settings = WorkspaceSettingsService(
-                await WorkspaceSettingsStore.attach(store),
+                storage.settings,
                 default_model=settings.research_model,
                 box=SecretBox(settings.secret_key) if settings.secret_key else None,
             )
             research = ResearchService(
-                store=store,
+                conversations=storage.conversations,
                 model=model,
                 sinks=slack_sinks(client),
                 pricing=settings.pricing,
@@ -99,10 +99,12 @@ class BotRuntime:
                 workspace_settings=workspace_settings.research,
             )
             self.services = Services(
-                store=store,
+                conversations=storage.conversations,
+                claims=storage.claims,
+                ledger=storage.ledger,
                 research=research,
                 answers=answers,
-                usage=UsageReporter(queries, budget),
+                usage=UsageReporter(storage.ledger, budget),
                 budget=budget,
                 files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
                 settings=workspace_settings,

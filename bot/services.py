@@ -7,15 +7,17 @@ from dataclasses import dataclass
 from bot.answers import AnswerService
 from bot.budget import BudgetGuard
 from bot.images import AttachmentReader
+from bot.ports import Conversations, DeliveryClaims, UsageLedger
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
-from storage.sqlite import Store
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    store: Store
+    conversations: Conversations
+    claims: DeliveryClaims
+    ledger: UsageLedger
     research: ResearchService
     answers: AnswerService
     usage: UsageReporter

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from bot.conversation import ConversationKey
 from bot.progress import ProgressView
 from bot.report import Report
-from storage.models import ConversationKey
 
 
 class ThreadSink(Protocol):

@@ -7,6 +7,7 @@ import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -35,8 +36,9 @@ class Pricing:
 
     def cost(
         self, model: str, input_tokens: int, output_tokens: int, *, thinking: bool = False
-    ) -> float | None:
-        """Estimated cost in US dollars, or None when the model has no known price.
+    ) -> Decimal | None:
+        """Estimated cost in US dollars (exact: prices are read as the decimals they were
+        written as), or None when the model has no known price.
 
         `thinking`: the call produced reasoning, which is billed as output tokens (at the
         thinking rate where a model has one).
@@ -47,7 +49,13 @@ class Pricing:
         output_rate = price.output_per_1k
         if thinking and price.thinking_output_per_1k is not None:
             output_rate = price.thinking_output_per_1k
-        return (input_tokens * price.input_per_1k + output_tokens * output_rate) / 1000
+        total = input_tokens * _exact(price.input_per_1k) + output_tokens * _exact(output_rate)
+        return total / 1000
+
+
+def _exact(price: float) -> Decimal:
+    # str() gives the shortest decimal that reads back as this float: 0.007742, not 0.00774199…
+    return Decimal(str(price))
 
 
 class PricingError(ValueError):

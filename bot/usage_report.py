@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final
 
 from bot.budget import BudgetGuard, BudgetStatus, month_name, month_start
-from storage.usage_queries import Totals, UsageQueries
+from bot.ports import UsageLedger
+from bot.records import Totals
 
 TOP_USERS: Final = 5
 
@@ -33,13 +35,14 @@ class WorkspaceUsage:
 
 def total_of(rows: Sequence[Totals], name: str = "total") -> Totals:
     costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    cost = sum(costs, Decimal(0)) if costs else None
     return Totals(
         name=name,
         calls=sum(r.calls for r in rows),
         input_tokens=sum(r.input_tokens for r in rows),
         output_tokens=sum(r.output_tokens for r in rows),
         reasoning_tokens=sum(r.reasoning_tokens for r in rows),
-        cost_usd=sum(costs) if costs else None,
+        cost_usd=cost,
         unpriced_calls=sum(r.unpriced_calls for r in rows),
     )
 
@@ -47,7 +50,7 @@ def total_of(rows: Sequence[Totals], name: str = "total") -> Totals:
 class UsageReporter:
     def __init__(
         self,
-        queries: UsageQueries,
+        queries: UsageLedger,
         budget: BudgetGuard,
         *,
         clock: Callable[[], float] = time.time,

@@ -14,6 +14,8 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from bot.ports import WorkspaceSettingsRepository
+from bot.records import SettingsRow
 from bot.research_options import (
     DETAILED,
     SUMMARY,
@@ -22,7 +24,6 @@ from bot.research_options import (
     supports_research_tools,
 )
 from bot.secrets_box import SecretBox, SecretError
-from storage.workspace_settings import SettingsRow, WorkspaceSettingsStore
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ class WorkspaceSettingsService:
     """Loads and saves a workspace's settings; `research` is ResearchService's lookup."""
 
     def __init__(
-        self, store: WorkspaceSettingsStore, *, default_model: str, box: SecretBox | None
+        self, store: WorkspaceSettingsRepository, *, default_model: str, box: SecretBox | None
     ) -> None:
         self._store = store
         self._box = box

@@ -15,8 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.answers import Answer, AnswerSinkFactory
+from bot.conversation import ConversationKey
 from handlers import answer_render as render
-from storage.models import ConversationKey
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.answers import AskRequest
+from bot.conversation import ConversationKey
 from bot.flags import FlagError, parse_ask
 from bot.research import MAX_MESSAGE_CHARS
 from bot.services import Services
@@ -20,7 +21,6 @@ from handlers.help import HELP, help_blocks
 from handlers.render import SECTION_LIMIT, split_text
 from handlers.settings import open_settings
 from handlers.usage_render import usage_message
-from storage.models import ConversationKey
 
 logger = logging.getLogger(__name__)
 

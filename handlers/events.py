@@ -14,10 +14,10 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.conversation import ConversationKey
 from bot.images import Image, accept_images
 from bot.services import Services
 from handlers.slack_sink import SlackThreadSink
-from storage.models import ConversationKey
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ SOMETHING_WRONG: Final = (
 
 
 def register(app: AsyncApp, services: Services) -> None:
-    store = services.store
     research = services.research
     recent_events = RecentIds()
 
@@ -78,7 +77,9 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         key = _thread_key(body, event)
         if event.get("thread_ts") not in (None, event.get("ts")):
-            if await store.get(key) is not None:  # else a thread the bot is not part of
+            if (
+                await services.conversations.get(key) is not None
+            ):  # else a thread the bot is not part of
                 await _deliver(research.reply, key, event, context, client)
         elif event.get("channel_type") == "im":
             # In a DM every top-level message is meant for the bot: no mention needed.
@@ -92,7 +93,7 @@ def register(app: AsyncApp, services: Services) -> None:
         client: AsyncWebClient,
     ) -> None:
         # A thread reply that mentions the bot arrives as app_mention and as message.
-        if not await store.claim(_message_claim(key, event)):
+        if not await services.claims.claim(_message_claim(key, event)):
             return
         text = strip_mentions(event.get("text", ""), context.bot_user_id)
         async with _guarded(client, key):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from bot.conversation import ConversationKey
 from bot.progress import ProgressView, Stage
 from bot.report import Report, numbered
-from storage.models import ConversationKey
 
 STOP_ACTION: Final = "research_stop"
 RETRY_ACTION: Final = "research_retry"

@@ -7,11 +7,11 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.conversation import ConversationKey
 from bot.progress import ProgressView
 from bot.report import Report
 from bot.sink import SinkFactory
 from handlers import render
-from storage.models import ConversationKey
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Final
 
 from bot.budget import reset_time
+from bot.records import Totals
 from bot.usage_report import Period, WorkspaceUsage
 from handlers.render import SECTION_LIMIT, Message, split_text
-from storage.usage_queries import Totals
 
 NO_PRICE: Final = "no price set"
 

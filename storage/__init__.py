@@ -1,0 +1,38 @@
+"""The domain's repositories (bot/ports.py) on SQLite or PostgreSQL, chosen by DATABASE_URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.answers import SqlAnswers
+from storage.claims import SqlClaims
+from storage.conversations import SqlConversations
+from storage.database import Database
+from storage.ledger import SqlUsageLedger
+from storage.workspace_settings import SqlWorkspaceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    database: Database
+    conversations: SqlConversations
+    ledger: SqlUsageLedger
+    answers: SqlAnswers
+    settings: SqlWorkspaceSettings
+    claims: SqlClaims
+
+    @classmethod
+    async def open(cls, url: str) -> Storage:
+        """Connect and apply pending migrations."""
+        db = await Database.open(url)
+        return cls(
+            database=db,
+            conversations=SqlConversations(db),
+            ledger=SqlUsageLedger(db),
+            answers=SqlAnswers(db),
+            settings=SqlWorkspaceSettings(db),
+            claims=SqlClaims(db),
+        )
+
+    async def close(self) -> None:
+        await self.database.close()

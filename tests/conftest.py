@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from bot.services import Services
 from tests.fakes.dashscope_server import FakeDashScope
 from tests.fakes.slack_payloads import event_callback, post_signed
 from tests.fakes.slack_server import FakeSlack
+from tests.postgres import fresh_database
 
 SIGNING_SECRET = "test-signing-secret"
 
@@ -34,8 +36,18 @@ async def dashscope() -> AsyncIterator[FakeDashScope]:
         yield fake
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A DATABASE_URL of a new, empty database on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+        return
+    async with fresh_database() as url:
+        yield url
+
+
 def bot_settings(
-    slack: FakeSlack, dashscope: FakeDashScope, db: Path, *, mode: str, **extra: str
+    slack: FakeSlack, dashscope: FakeDashScope, db: Path | str, *, mode: str, **extra: str
 ) -> Settings:
     env = {
         "SLACK_BOT_TOKEN": "xoxb-test",
@@ -43,7 +55,7 @@ def bot_settings(
         "SLACK_API_URL": slack.api_url,
         "DASHSCOPE_API_KEY": "sk-test",
         "DASHSCOPE_HTTP_BASE_URL": dashscope.base_url,
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": db if isinstance(db, str) else f"sqlite:///{db}",
         "HOST": "127.0.0.1",
         "PORT": "0",
         "PROGRESS_UPDATE_SECONDS": "0.3",
@@ -95,9 +107,16 @@ class Harness:
 
 
 async def start_bot(
-    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path, mode: str, **extra: str
+    slack: FakeSlack,
+    dashscope: FakeDashScope,
+    tmp_path: Path,
+    mode: str,
+    *,
+    database_url: str | None = None,
+    **extra: str,
 ) -> BotRuntime:
-    settings = bot_settings(slack, dashscope, tmp_path / "bot.sqlite3", mode=mode, **extra)
+    db = database_url or tmp_path / "bot.sqlite3"
+    settings = bot_settings(slack, dashscope, db, mode=mode, **extra)
     runtime = BotRuntime(
         settings, model_retry=RetryPolicy(attempts=3, max_seconds=10, wait=wait_none())
     )
@@ -107,13 +126,26 @@ async def start_bot(
     return runtime
 
 
-@pytest.fixture(params=["http", "socket"])
+@pytest.fixture(params=["http", "socket", "postgresql"])
 async def bot(
     request: pytest.FixtureRequest, slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
 ) -> AsyncIterator[Harness]:
-    runtime = await start_bot(slack, dashscope, tmp_path, request.param)
+    """The bot over signed HTTP and over Socket Mode on SQLite, and over HTTP on PostgreSQL."""
+    if request.param == "postgresql":
+        async with fresh_database() as url, _running(slack, dashscope, tmp_path, "http", url) as h:
+            yield h
+        return
+    async with _running(slack, dashscope, tmp_path, request.param, None) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def _running(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path, mode: str, url: str | None
+) -> AsyncIterator[Harness]:
+    runtime = await start_bot(slack, dashscope, tmp_path, mode, database_url=url)
     async with aiohttp.ClientSession() as session:
         try:
-            yield Harness(runtime, slack, dashscope, request.param, session)
+            yield Harness(runtime, slack, dashscope, mode, session)
         finally:
             await runtime.stop()

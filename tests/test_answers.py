@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,8 @@ from bot.qwen.client import ModelCall
 from bot.qwen.events import Event, Finished, ReasoningDelta, TextDelta, Usage
 from bot.thinking import max_input_tokens
 from bot.usage import Price, Pricing
-from storage.answers import AnswerStore
-from storage.models import Conversation, ConversationKey, State
-from storage.sqlite import Store
-from storage.usage_queries import UsageQueries
+from bot.conversation import Conversation, ConversationKey, State
+from storage import Storage
 
 KEY = ConversationKey("T1", "C1", "1.000001")
 
@@ -66,7 +65,7 @@ def answered(text: str = "Answer.", reasoning: str = "Hmm.") -> list[Event]:
 
 @dataclass
 class World:
-    store: Store
+    store: Storage
     model: ScriptedModel
     sink: RecordingSink
     service: AnswerService
@@ -75,7 +74,7 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    store = await Storage.open(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
     model = ScriptedModel()
     sink = RecordingSink()
     rounds: list[tuple[Any, ...]] = []
@@ -90,12 +89,13 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         return sink
 
     service = AnswerService(
-        store=store,
-        answers=await AnswerStore.attach(store),
+        conversations=store.conversations,
+        answers=store.answers,
+        ledger=store.ledger,
         model=model,
         pricing=Pricing({"qwq-plus": Price(0.001, 0.002)}),
         config=AnswerConfig(model="qwen-plus", thinking_budget=None),
-        budget=BudgetGuard(UsageQueries(store), 1000),
+        budget=BudgetGuard(store.ledger, 1000),
         thread_sinks=sinks,
         start_round=start_round,
     )
@@ -119,8 +119,8 @@ async def test_ask_records_usage_with_cost_and_delivers(world: World) -> None:
         True,
         "qwq-plus",
     )
-    assert delivered.stats.cost_usd == pytest.approx((10 * 0.001 + 20 * 0.002) / 1000)
-    [record] = await world.store.usage_records("T1")
+    assert delivered.stats.cost_usd == Decimal("0.00005")  # (10 * 0.001 + 20 * 0.002) / 1000
+    [record] = await world.store.ledger.records("T1")
     assert (record.kind, record.reasoning_tokens, record.cost_usd) == (
         "answer",
         5,
@@ -188,7 +188,7 @@ async def test_follow_up_too_long_or_empty(world: World) -> None:
 
 async def test_research_deeper_passes_the_thread_and_the_question(world: World) -> None:
     conversation = Conversation(KEY, "UUSER", State.DONE, "qwen-deep-research", updated_at=1.0)
-    await world.store.create(conversation)
+    await world.store.conversations.create(conversation)
     world.model.scripts.append(answered("Modest."))
     await world.service.follow_up(conversation, "UBEN", "costs?")
     delivered: Answer = world.sink.events[-1][1]

@@ -109,7 +109,7 @@ def test_defaults() -> None:
     assert settings.host == "0.0.0.0"
     assert settings.port == 3000
     assert settings.dashscope_base_url == "https://dashscope.aliyuncs.com/api/v1"
-    assert settings.database_path == Path("data/bot.sqlite3")
+    assert settings.database_url == "sqlite+aiosqlite:///data/bot.sqlite3"
     assert settings.research_model == "qwen-deep-research"
     assert settings.thinking_model == "qwen-plus"
     assert settings.progress_update_seconds == 5
@@ -180,20 +180,39 @@ def test_missing_dotenv_file_is_fine(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "path"),
+    ("url", "normalised"),
     [
-        ("sqlite:///relative.db", Path("relative.db")),
-        ("sqlite:///data/sub/bot.db", Path("data/sub/bot.db")),
-        ("sqlite:////abs/x.db", Path("/abs/x.db")),
+        ("sqlite:///relative.db", "sqlite+aiosqlite:///relative.db"),
+        ("sqlite:///data/sub/bot.db", "sqlite+aiosqlite:///data/sub/bot.db"),
+        ("sqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("postgresql://u:p@db:5432/bot", "postgresql+asyncpg://u:p@db:5432/bot"),
+        ("postgresql+asyncpg://u@db/bot", "postgresql+asyncpg://u@db/bot"),
+        ("postgres://u:p@db/bot?ssl=require", "postgresql+asyncpg://u:p@db/bot?ssl=require"),
     ],
 )
-def test_database_url_gives_a_path(url: str, path: Path) -> None:
-    assert load({**SOCKET_ENV, "DATABASE_URL": url}).database_path == path
+def test_database_url_picks_the_driver(url: str, normalised: str) -> None:
+    assert load({**SOCKET_ENV, "DATABASE_URL": url}).database_url == normalised
+
+
+def test_the_database_password_stays_out_of_logs() -> None:
+    settings = load({**SOCKET_ENV, "DATABASE_URL": "postgresql://bot:hunter2-secret@db/bot"})
+    assert "hunter2-secret" not in repr(settings)
+    assert "hunter2-secret" in settings.secrets  # redacted from every log line
+    problem = config_error({**SOCKET_ENV, "DATABASE_URL": "mysql://bot:hunter2-secret@db/x"})
+    assert "DATABASE_URL" in problem and "hunter2-secret" not in problem
 
 
 @pytest.mark.parametrize(
     "url",
-    ["postgres://db/x", "sqlite://relative.db", "sqlite:///", "relative.db", "sqlite:x.db"],
+    [
+        "postgres://db",
+        "postgresql:///x",
+        "sqlite://relative.db",
+        "sqlite:///",
+        "relative.db",
+        "sqlite:x.db",
+        "mysql://db/x",
+    ],
 )
 def test_garbage_database_url_is_rejected(url: str) -> None:
     assert "DATABASE_URL" in config_error({**SOCKET_ENV, "DATABASE_URL": url})

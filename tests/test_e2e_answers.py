@@ -17,7 +17,7 @@ from handlers.answer_render import (
     RESEARCH_DEEPER_ACTION,
     SHOW_REASONING_ACTION,
 )
-from storage.models import ConversationKey, State
+from bot.conversation import ConversationKey, State
 from tests.conftest import Harness, start_bot
 from tests.fakes.dashscope_server import (
     DEFAULT_REFERENCES,
@@ -108,7 +108,7 @@ async def test_ask_answers_in_channel_with_reasoning_behind_a_button(bot: Harnes
     assert params["enable_thinking"] is True and params["result_format"] == "message"
     assert params["incremental_output"] is True and "thinking_budget" not in params
 
-    [record] = await bot.services.store.usage_records("T1")
+    [record] = await bot.services.ledger.records("T1")
     assert (record.kind, record.model, record.user_id, record.channel_id) == (
         "answer",
         "qwen-plus",
@@ -203,7 +203,7 @@ async def test_ask_model_error_replaces_the_status_with_a_sentence(bot: Harness)
     said = json.dumps(notice.body)
     assert notice.body["replace_original"] is True
     assert "content moderation" in said and "secret service detail" not in said
-    assert await bot.services.store.usage_records("T1") == []
+    assert await bot.services.ledger.records("T1") == []
 
 
 async def test_long_answer_is_split_across_messages_not_cut(bot: Harness) -> None:
@@ -268,7 +268,7 @@ async def test_follow_up_answered_with_the_report_then_researched_deeper(bot: Ha
         {"role": "assistant", "content": REPORT},
     ]
     assert question == {"role": "user", "content": "What about costs?"}
-    records = await bot.services.store.usage_records("T1")
+    records = await bot.services.ledger.records("T1")
     assert [(r.kind, r.model, r.thread_ts) for r in records][-1] == ("answer", "qwen-plus", thread)
 
     # A second follow-up sees the first one too.
@@ -337,7 +337,7 @@ async def test_research_command_posts_the_topic_and_converses_in_its_thread(bot:
     assert bot.dashscope.requests[0].body["input"]["messages"] == [
         {"role": "user", "content": TOPIC}
     ]
-    conversation = await bot.services.store.get(ConversationKey("T1", "C1", root_ts))
+    conversation = await bot.services.conversations.get(ConversationKey("T1", "C1", root_ts))
     assert conversation is not None and conversation.state is State.AWAITING_CLARIFICATION
 
 
@@ -361,7 +361,7 @@ async def test_usage_command_and_home_tab_match_the_ledger(bot: Harness) -> None
     _, url = await slash(bot, "/ask", "Why is the sky blue?")
     await bot.slack.wait_for_responses(url, 2)
     await start_conversation(bot)  # a priced deep-research call
-    records = await bot.services.store.usage_records("T1")
+    records = await bot.services.ledger.records("T1")
     assert {r.model for r in records} == {"qwen-plus", "qwen-deep-research"}
 
     _, url = await slash(bot, "/research", "usage")
@@ -400,7 +400,7 @@ async def test_budget_refuses_new_work_with_usage_and_reset(
         dashscope.enqueue(thinking_script(REASONING, ANSWER))  # more than 20 tokens
         _, url = await slash(bot, "/ask", "Why is the sky blue?")
         await bot.slack.wait_for_responses(url, 2)
-        [record] = await bot.services.store.usage_records("T1")
+        [record] = await bot.services.ledger.records("T1")
         used = record.input_tokens + record.output_tokens
 
         _, url = await slash(bot, "/ask", "And why are sunsets red?")

@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from handlers.render import RETRY_ACTION, STOP_ACTION, key_value
-from storage.models import ConversationKey, State
+from bot.conversation import ConversationKey, State
+from storage import Storage
 from tests.conftest import SIGNING_SECRET, Harness, start_bot
 from tests.fakes.dashscope_server import (
     DEFAULT_REFERENCES,
@@ -52,7 +53,7 @@ async def test_model_throttling_is_retried_before_anything_reached_slack(bot: Ha
     bot.dashscope.enqueue([HttpError(503, "ServiceUnavailable", "busy")])
     thread = await start_conversation(bot)
     assert len(bot.dashscope.requests) == 3
-    state = await bot.services.store.get(key(thread))
+    state = await bot.services.conversations.get(key(thread))
     assert state is not None and state.state is State.AWAITING_CLARIFICATION
     assert "Throttling" not in notices(bot.slack, thread)
 
@@ -87,7 +88,7 @@ async def test_mid_stream_error_keeps_history_and_retry_finishes(bot: Harness) -
         "chat.postMessage", lambda c: "internal error" in c.args.get("text", "")
     )
     assert len(bot.dashscope.requests) == 2  # never retried once output was shown
-    conversation = await bot.services.store.get(key(thread))
+    conversation = await bot.services.conversations.get(key(thread))
     assert conversation is not None and conversation.state is State.FAILED
     assert len(conversation.history) == 3
 
@@ -96,7 +97,7 @@ async def test_mid_stream_error_keeps_history_and_retry_finishes(bot: Harness) -
     await bot.slack.wait_for_call("files.completeUploadExternal", timeout=20)
     assert bot.dashscope.requests[2].body["input"] == bot.dashscope.requests[1].body["input"]
     assert next(iter(bot.slack.uploads.values())).content.decode().startswith(REPORT)
-    records = await bot.services.store.usage_records("T1")
+    records = await bot.services.ledger.records("T1")
     assert [r.kind for r in records] == ["clarify", "research", "research"]
 
 
@@ -114,9 +115,9 @@ async def test_stop_closes_the_stream_and_records_usage(bot: Harness) -> None:
     await bot.slack.wait_for_call(
         "chat.postMessage", lambda c: "Research stopped" in c.args.get("text", "")
     )
-    conversation = await bot.services.store.get(key(thread))
+    conversation = await bot.services.conversations.get(key(thread))
     assert conversation is not None and conversation.state is State.CANCELLED
-    records = await bot.services.store.usage_records("T1")
+    records = await bot.services.ledger.records("T1")
     assert [r.kind for r in records] == ["clarify", "research"]
     assert records[1].output_tokens > 0
 
@@ -262,15 +263,13 @@ async def test_sigterm_tells_the_thread_and_records_the_interruption(
     assert "interrupted because the bot restarted" in notices(slack, thread)
     assert b"xoxb-test" not in stderr and b"sk-test" not in stderr
 
-    from storage.sqlite import Store
-
-    store = await Store.open(tmp_path / "bot.sqlite3")
+    storage = await Storage.open(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
     try:
-        conversation = await store.get(key(thread))
+        conversation = await storage.conversations.get(key(thread))
         assert conversation is not None and conversation.state is State.INTERRUPTED
-        assert [r.kind for r in await store.usage_records("T1")] == ["clarify", "research"]
+        assert [r.kind for r in await storage.ledger.records("T1")] == ["clarify", "research"]
     finally:
-        await store.close()
+        await storage.close()
 
 
 async def test_restart_after_sigkill_reports_the_interrupted_run(
@@ -287,7 +286,7 @@ async def test_restart_after_sigkill_reports_the_interrupted_run(
             "chat.postMessage",
             lambda c: c.args.get("thread_ts") == thread and "interrupted" in c.args["text"],
         )
-        conversation = await runtime.services.store.get(key(thread))  # type: ignore[union-attr]
+        conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
         assert conversation is not None and conversation.state is State.INTERRUPTED
         async with aiohttp.ClientSession() as session:
             bot = Harness(runtime, slack, dashscope, "http", session)

@@ -114,7 +114,7 @@ async def test_mention_reply_progress_report_and_ledger(bot: Harness) -> None:
     assert bot.slack.calls_to("assistant.threads.setStatus")
 
     # The ledger holds both calls for this workspace, with the last cumulative usage.
-    records = await bot.services.store.usage_records("T1")
+    records = await bot.services.ledger.records("T1")
     assert [(r.kind, r.model, r.user_id) for r in records] == [
         ("clarify", "qwen-deep-research", "UUSER"),
         ("research", "qwen-deep-research", "UUSER"),
@@ -122,7 +122,7 @@ async def test_mention_reply_progress_report_and_ledger(bot: Harness) -> None:
     assert records[0].input_tokens == 120 and records[0].request_id == "req-clarify"
     assert records[1].input_tokens == 900 and records[1].output_tokens > 0
     assert records[1].cost_usd is not None and records[1].cost_usd > 0
-    assert await bot.services.store.usage_records("T2") == []
+    assert await bot.services.ledger.records("T2") == []
 
 
 async def test_redelivered_mention_and_own_messages_start_nothing(bot: Harness) -> None:

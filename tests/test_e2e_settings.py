@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from bot.research_options import SUMMARY
@@ -108,14 +109,32 @@ def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
 
 
-def database_bytes(bot: Harness) -> bytes:
-    path = bot.runtime.settings.database_path
+def sqlite_path(bot: Harness) -> Path:
+    url = bot.runtime.settings.database_url
+    assert url.startswith("sqlite+aiosqlite:///"), "keyed_bot runs on SQLite"
+    return Path(url.removeprefix("sqlite+aiosqlite:///"))
+
+
+async def database_bytes(bot: Harness) -> bytes:
+    """Everything the database holds: its files on SQLite, every row on PostgreSQL."""
+    url = bot.runtime.settings.database_url
+    if url.startswith("postgresql"):
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql", 1))
+        try:
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+            rows = [await conn.fetch(f'SELECT * FROM "{t[0]}"') for t in tables]
+        finally:
+            await conn.close()
+        return repr(rows).encode()
+    path = sqlite_path(bot)
     files = [path, path.with_name(path.name + "-wal")]
     return b"".join(f.read_bytes() for f in files if f.exists())
 
 
 def settings_rows(bot: Harness) -> list[dict[str, Any]]:
-    with sqlite3.connect(bot.runtime.settings.database_path) as db:
+    with sqlite3.connect(sqlite_path(bot)) as db:
         db.row_factory = sqlite3.Row
         rows = db.execute("SELECT * FROM workspace_settings").fetchall()
     return [dict(r) for r in rows]
@@ -202,7 +221,7 @@ async def test_admin_saves_mcp_settings_and_research_carries_the_decrypted_token
     assert row["team_id"] == "T1" and row["model"] == SNAPSHOT
     assert row["mcp_token_sealed"] and TOKEN not in row["mcp_token_sealed"]
     assert TOKEN not in json.dumps(row)
-    assert TOKEN.encode() not in database_bytes(bot)
+    assert TOKEN.encode() not in await database_bytes(bot)
 
     # The next research request carries the tools with the token in the clear.
     request = await research_request(
@@ -347,7 +366,7 @@ async def test_without_a_secret_key_the_modal_says_tokens_cannot_be_saved(bot: H
     )
     assert ack["response_action"] == "errors"
     assert "SECRET_KEY" in json.dumps(ack["errors"])
-    assert TOKEN.encode() not in database_bytes(bot)
+    assert TOKEN.encode() not in await database_bytes(bot)
 
 
 # --- the Home tab -----------------------------------------------------------------------------

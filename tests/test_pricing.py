@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,8 @@ def test_json_overrides_and_adds(tmp_path: Path) -> None:
     pricing = load_pricing(path)
     assert pricing.prices["qwen-plus"] == Price(0.0008, 0.002, 0.008)
     assert pricing.prices["qwen-deep-research"] == Price(1.0, 2.0)
-    assert pricing.cost("qwen-plus", 1000, 1000) == pytest.approx(0.0028)
-    assert pricing.cost("qwen-plus", 1000, 1000, thinking=True) == pytest.approx(0.0088)
+    assert pricing.cost("qwen-plus", 1000, 1000) == Decimal("0.0028")
+    assert pricing.cost("qwen-plus", 1000, 1000, thinking=True) == Decimal("0.0088")
     assert pricing.cost("qwq-plus", 1000, 1000) is None
 
 
@@ -80,7 +81,7 @@ def test_settings_read_the_new_variables(tmp_path: Path) -> None:
     )
     assert settings.thinking_budget == 4000
     assert settings.workspace_monthly_token_budget == 5_000_000
-    assert settings.pricing.cost("qwen-plus", 1000, 0) == pytest.approx(0.0008)
+    assert settings.pricing.cost("qwen-plus", 1000, 0) == Decimal("0.0008")
     assert "5000000" in repr(settings)
 
 

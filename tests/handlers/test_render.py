@@ -25,7 +25,7 @@ from handlers.render import (
     report_summary,
     split_text,
 )
-from storage.models import ConversationKey
+from bot.conversation import ConversationKey
 
 KEY = ConversationKey("T1", "C42", "1700000000.000100")
 RUNNING = (Stage.STARTING, Stage.PLANNING, Stage.SEARCHING, Stage.WRITING)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.answers import ASK, FOLLOW_UP, AnswerStore, StoredAnswer
-from storage.models import ConversationKey
+from bot.records import ASK, FOLLOW_UP, StoredAnswer
+from bot.conversation import ConversationKey
 from storage.sqlite import Store
 
 KEY = ConversationKey("T1", "C1", "1.000001")

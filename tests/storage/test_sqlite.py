@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from storage.models import Conversation, ConversationKey, State, UsageRecord
+from bot.conversation import Conversation, ConversationKey, State, UsageRecord
 from storage.sqlite import Store
 from storage.usage_queries import UsageQueries
 

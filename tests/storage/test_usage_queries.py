@@ -10,9 +10,9 @@ import pytest
 
 from bot.budget import BudgetGuard, month_start, next_month_start
 from bot.usage_report import UsageReporter
-from storage.models import UsageRecord
+from bot.conversation import UsageRecord
 from storage.sqlite import Store
-from storage.usage_queries import Totals, UsageQueries
+from bot.records import Totals
 
 MAY_1 = datetime(2026, 5, 1, tzinfo=UTC).timestamp()
 MAY_20 = datetime(2026, 5, 20, 12, 30, tzinfo=UTC).timestamp()

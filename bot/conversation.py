@@ -1,0 +1,94 @@
+"""A research conversation: its identity, its state machine and what is stored of it.
+
+The domain owns these types; storage implements the repositories in bot/ports.py for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Final
+
+from bot.research_options import ResearchOptions
+
+
+class State(StrEnum):
+    AWAITING_CLARIFICATION = "awaiting_clarification"
+    RESEARCHING = "researching"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+_RESTARTABLE: Final = frozenset(
+    {State.AWAITING_CLARIFICATION, State.RESEARCHING, State.FAILED, State.INTERRUPTED}
+)
+
+# Every state change a conversation may make, in one place; Conversation.to() checks it.
+TRANSITIONS: Final[MappingProxyType[State, frozenset[State]]] = MappingProxyType(
+    {
+        # The clarifying question was asked (a draft becomes this state when it is first
+        # stored); the answer starts research; asking failed or was cut by a shutdown.
+        State.AWAITING_CLARIFICATION: frozenset(
+            {State.AWAITING_CLARIFICATION, State.RESEARCHING, State.FAILED, State.INTERRUPTED}
+        ),
+        State.RESEARCHING: frozenset(
+            {State.DONE, State.FAILED, State.CANCELLED, State.INTERRUPTED}
+        ),
+        State.DONE: frozenset({State.RESEARCHING}),  # "Research this deeper"
+        # Retry re-runs the step that did not finish: the clarifying question or research.
+        State.FAILED: _RESTARTABLE,
+        State.CANCELLED: _RESTARTABLE,
+        State.INTERRUPTED: _RESTARTABLE,
+    }
+)
+
+
+class InvalidTransition(RuntimeError):
+    """A bug: code asked for a state change the table above does not allow."""
+
+
+class StaleConversation(RuntimeError):
+    """Someone else saved the conversation since it was read; its change was not written."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """A conversation is its Slack thread; the team is part of every lookup."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    key: ConversationKey
+    user_id: str
+    state: State
+    model: str
+    history: tuple[dict[str, Any], ...] = ()
+    report: str | None = None
+    references: tuple[dict[str, Any], ...] = ()
+    progress_ts: str | None = None
+    options: ResearchOptions = field(default_factory=ResearchOptions)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    # Bumped by every save; a save based on an older version is refused (StaleConversation).
+    version: int = 0
+
+    def to(self, state: State, **changes: Any) -> Conversation:
+        """This conversation in `state`, with `changes`; only moves TRANSITIONS allows."""
+        if state not in TRANSITIONS[self.state]:
+            raise InvalidTransition(f"{self.state} -> {state} for {self.key}")
+        return replace(self, state=state, **changes)
+
+    @property
+    def topic(self) -> str:
+        """The first request's text (image parts left out)."""
+        first = self.history[0]["content"] if self.history else ""
+        if isinstance(first, list):
+            return " ".join(str(p.get("text", "")) for p in first if isinstance(p, dict))
+        return str(first)

@@ -1,0 +1,35 @@
+"""Keys of Slack deliveries already handled (message timestamps), shared by every process on
+the database."""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from sqlalchemy import delete
+
+from storage.database import Database
+from storage.tables import claims as table
+
+# Claims only guard against Slack redeliveries, which come within minutes.
+CLAIM_RETENTION_SECONDS: Final = 24 * 3600
+
+
+class SqlClaims:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(self, key: str) -> bool:
+        now = time.time()
+        statement = (
+            self._db.upsert(table)
+            .values(key=key, claimed_at=now)
+            .on_conflict_do_nothing()
+            .returning(table.c.key)
+        )
+        async with self._db.write() as conn:
+            claimed = (await conn.execute(statement)).first() is not None
+            await conn.execute(
+                delete(table).where(table.c.claimed_at < now - CLAIM_RETENTION_SECONDS)
+            )
+        return claimed

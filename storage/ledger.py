@@ -1,0 +1,134 @@
+"""The usage ledger: one row per model call, and the sums the usage report and budgets need.
+
+Cost sums cover priced calls only; the unpriced calls are counted too, so the display can say
+that a model's cost is a lower bound (a price added to PRICING_FILE later) instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.records import Totals, UsageRecord
+from storage.database import Database
+from storage.tables import from_nanos, to_nanos, usage
+
+
+async def insert_usage(conn: AsyncConnection, records: Sequence[UsageRecord]) -> None:
+    """Add the rows inside the caller's transaction."""
+    if not records:
+        return
+    now = time.time()
+    await conn.execute(
+        insert(usage),
+        [
+            {
+                "team_id": u.team_id,
+                "user_id": u.user_id,
+                "channel_id": u.channel_id,
+                "thread_ts": u.thread_ts,
+                "model": u.model,
+                "kind": u.kind,
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "reasoning_tokens": u.reasoning_tokens,
+                "request_id": u.request_id,
+                "cost_nanousd": to_nanos(u.cost_usd),
+                "created_at": u.created_at or now,
+            }
+            for u in records
+        ],
+    )
+
+
+class SqlUsageLedger:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, records: Sequence[UsageRecord]) -> None:
+        async with self._db.write() as conn:
+            await insert_usage(conn, records)
+
+    async def records(self, team_id: str) -> list[UsageRecord]:
+        query = (
+            select(
+                usage.c.team_id,
+                usage.c.user_id,
+                usage.c.channel_id,
+                usage.c.thread_ts,
+                usage.c.model,
+                usage.c.kind,
+                usage.c.input_tokens,
+                usage.c.output_tokens,
+                usage.c.reasoning_tokens,
+                usage.c.request_id,
+                usage.c.cost_nanousd,
+                usage.c.created_at,
+            )
+            .where(usage.c.team_id == team_id)
+            .order_by(usage.c.id)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            UsageRecord(*row[:10], cost_usd=from_nanos(row[10]), created_at=row[11]) for row in rows
+        ]
+
+    async def by_model(self, team_id: str, since: float = 0.0) -> list[Totals]:
+        return await self._grouped(usage.c.model, team_id, since, order=(usage.c.model,))
+
+    async def top_users(self, team_id: str, since: float = 0.0, limit: int = 5) -> list[Totals]:
+        tokens = func.sum(usage.c.input_tokens) + func.sum(usage.c.output_tokens)
+        return await self._grouped(
+            usage.c.user_id, team_id, since, order=(tokens.desc(), usage.c.user_id), limit=limit
+        )
+
+    async def tokens(self, team_id: str, since: float = 0.0) -> int:
+        query = select(
+            func.coalesce(func.sum(usage.c.input_tokens + usage.c.output_tokens), 0)
+        ).where(usage.c.team_id == team_id, usage.c.created_at >= since)
+        async with self._db.read() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def _grouped(
+        self,
+        column: ColumnElement[Any],
+        team_id: str,
+        since: float,
+        *,
+        order: tuple[Any, ...],
+        limit: int | None = None,
+    ) -> list[Totals]:
+        query = (
+            select(
+                column,
+                func.count(),
+                func.coalesce(func.sum(usage.c.input_tokens), 0),
+                func.coalesce(func.sum(usage.c.output_tokens), 0),
+                func.coalesce(func.sum(usage.c.reasoning_tokens), 0),
+                func.sum(usage.c.cost_nanousd),
+                func.count() - func.count(usage.c.cost_nanousd),
+            )
+            .where(usage.c.team_id == team_id, usage.c.created_at >= since)
+            .group_by(column)
+            .order_by(*order)
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Totals(
+                name=row[0],
+                calls=int(row[1]),
+                input_tokens=int(row[2]),
+                output_tokens=int(row[3]),
+                reasoning_tokens=int(row[4]),
+                cost_usd=from_nanos(row[5]),
+                unpriced_calls=int(row[6]),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,98 @@
+"""The tables as the latest migration leaves them; queries are built from these.
+
+Change a table only together with a migration in storage/migrations/versions/.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Final
+
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, Table, Text
+
+metadata = MetaData()
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("channel_id", Text, primary_key=True),
+    Column("thread_ts", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("history", Text, nullable=False),  # JSON list of {"role", "content"} for the model
+    Column("report", Text),  # the last report, as the model wrote it
+    Column("refs", Text, nullable=False),  # JSON list of {"index", "title", "url"}
+    Column("progress_ts", Text),  # the live progress message, while one exists
+    Column("options", Text, nullable=False),  # JSON of the research options
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("team_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("channel_id", Text, nullable=False),
+    Column("thread_ts", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # clarify | research | answer
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("cost_nanousd", BigInteger),  # NULL when the model has no known price
+    Column("created_at", Float, nullable=False),
+)
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("claimed_at", Float, nullable=False),
+)
+
+answers = Table(
+    "answers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("channel_id", Text, nullable=False),
+    Column("thread_ts", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("reasoning", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+workspace_settings = Table(
+    "workspace_settings",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("model", Text),  # NULL: the bot's RESEARCH_MODEL
+    Column("output_format", Text),  # NULL: the model's default
+    Column("clarify", Integer),  # 1 / 0; NULL: ask
+    Column("mcp_label", Text, nullable=False),  # "": no MCP server
+    Column("mcp_url", Text, nullable=False),
+    Column("mcp_allowed_tools", Text, nullable=False),  # JSON list of tool names
+    Column("mcp_token_sealed", Text),  # encrypted bearer token, never plaintext
+    Column("updated_by", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+NANOS_PER_USD: Final = Decimal(1_000_000_000)
+
+
+def to_nanos(usd: Decimal | None) -> int | None:
+    return None if usd is None else int((usd * NANOS_PER_USD).to_integral_value())
+
+
+def from_nanos(nanos: int | Decimal | None) -> Decimal | None:
+    return None if nanos is None else Decimal(int(nanos)) / NANOS_PER_USD
