@@ -10,7 +10,7 @@ import sys
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
-from bot.runtime import BotRuntime
+from bot.runtime import BotRuntime, StartupError
 
 logger = logging.getLogger("bot")
 
@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     configure_logging(settings.secrets)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except StartupError as exc:
+        logger.debug("start failed", exc_info=True)
+        print(f"Cannot start the bot.\n{exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -25,12 +25,17 @@ from handlers.app import build_app, slack_client
 from handlers.files import SlackFiles
 from handlers.slack_sink import slack_sinks
 from storage import Storage
+from storage.database import StorageError
 
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH: Final = "/slack/events"
 SHUTDOWN_GRACE_SECONDS: Final = 20.0
 MODEL_CONNECTIONS: Final = 1000
+
+
+class StartupError(Exception):
+    """A service the bot needs cannot be reached at start; the message is for the operator."""
 
 
 class BotRuntime:
@@ -51,7 +56,10 @@ class BotRuntime:
     async def start(self) -> None:
         settings = self.settings
         try:
-            storage = await Storage.open(settings.database_url)
+            try:
+                storage = await Storage.open(settings.database_url)
+            except StorageError as exc:
+                raise StartupError(f"{exc}\nCheck DATABASE_URL (see README.md, Storage).") from exc
             self._stack.push_async_callback(storage.close)
             # aiohttp's default pool of 100 connections would hold the 101st research stream
             # (each lasts minutes) until another ends.

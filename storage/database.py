@@ -20,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 # Any fixed number: processes starting together on one PostgreSQL database take turns.
 _MIGRATION_LOCK: Final = 7_411_902_731
+_SETTLE_SECONDS: Final = 0.05
+
+
+class StorageError(Exception):
+    """The database cannot be opened; the message says which and why, for the operator."""
 
 
 class Database:
@@ -34,6 +40,21 @@ class Database:
         self.engine = engine
         self.dialect: str = engine.dialect.name
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        # Connections in use, so close() can wait for the last query of a listener.
+        self._in_use = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        event.listen(engine.sync_engine, "checkout", self._checked_out)
+        event.listen(engine.sync_engine, "checkin", self._checked_in)
+
+    def _checked_out(self, *_: Any) -> None:
+        self._in_use += 1
+        self._idle.clear()
+
+    def _checked_in(self, *_: Any) -> None:
+        self._in_use = max(0, self._in_use - 1)
+        if self._in_use == 0:
+            self._idle.set()
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
@@ -44,6 +65,11 @@ class Database:
         try:
             if migrate:
                 await database.upgrade()
+        except (OSError, DBAPIError) as exc:
+            await engine.dispose()
+            reason = getattr(exc, "orig", None) or exc
+            where = make_url(url).render_as_string(hide_password=True)
+            raise StorageError(f"Cannot open the database at {where}: {reason}") from exc
         except BaseException:
             await engine.dispose()
             raise
@@ -54,8 +80,14 @@ class Database:
         (a listener finishing its last query), so none is left open to the garbage collector."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while _checked_out(self.engine) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        while loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), deadline - loop.time())
+            # A listener already past its ack may be about to query: let it start, then wait
+            # for it too.
+            await asyncio.sleep(_SETTLE_SECONDS)
+            if self._idle.is_set():
+                break
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -84,17 +116,16 @@ class Database:
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            before = await conn.run_sync(_current_revision)
             await conn.run_sync(_upgrade)
+            after = await conn.run_sync(_current_revision)
+        if before != after:
+            logger.info("database schema upgraded from %s to %s", before or "nothing", after)
 
     async def revision(self) -> str | None:
         """The schema's migration revision, or None for a database never migrated."""
         async with self.read() as conn:
             return await conn.run_sync(_current_revision)
-
-
-def _checked_out(engine: AsyncEngine) -> int:
-    checkedout = getattr(engine.pool, "checkedout", None)
-    return int(checkedout()) if callable(checkedout) else 0
 
 
 def _engine(url: str) -> AsyncEngine:
