@@ -136,7 +136,7 @@ def _engine(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(parsed, pool_size=5, max_overflow=10, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

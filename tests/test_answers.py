@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ from bot.answers import (
 )
 from bot.budget import BudgetGuard
 from bot.context import message_tokens
+from bot.conversation import Conversation, ConversationKey, State
 from bot.flags import AskOptions
 from bot.qwen.client import ModelCall
 from bot.qwen.events import Event, Finished, ReasoningDelta, TextDelta, Usage
 from bot.thinking import max_input_tokens
 from bot.usage import Price, Pricing
-from bot.conversation import Conversation, ConversationKey, State
 from storage import Storage
 
 KEY = ConversationKey("T1", "C1", "1.000001")

@@ -11,13 +11,13 @@ from typing import Any
 
 import aiohttp
 
+from bot.conversation import ConversationKey, State
 from handlers.answer_render import (
     NEXT_PAGE_ACTION,
     PREVIOUS_PAGE_ACTION,
     RESEARCH_DEEPER_ACTION,
     SHOW_REASONING_ACTION,
 )
-from bot.conversation import ConversationKey, State
 from tests.conftest import Harness, start_bot
 from tests.fakes.dashscope_server import (
     DEFAULT_REFERENCES,

@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from handlers.render import RETRY_ACTION, STOP_ACTION, key_value
 from bot.conversation import ConversationKey, State
+from handlers.render import RETRY_ACTION, STOP_ACTION, key_value
 from storage import Storage
 from tests.conftest import SIGNING_SECRET, Harness, start_bot
 from tests.fakes.dashscope_server import (

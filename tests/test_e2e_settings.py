@@ -121,9 +121,7 @@ async def database_bytes(bot: Harness) -> bytes:
     if url.startswith("postgresql"):
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql", 1))
         try:
-            tables = await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            )
+            tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             rows = [await conn.fetch(f'SELECT * FROM "{t[0]}"') for t in tables]
         finally:
             await conn.close()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.conversation import ConversationKey
 from bot.progress import ProgressView, Stage
 from bot.qwen.events import Reference
 from bot.report import Report, RunStats
@@ -25,7 +26,6 @@ from handlers.render import (
     report_summary,
     split_text,
 )
-from bot.conversation import ConversationKey
 
 KEY = ConversationKey("T1", "C42", "1700000000.000100")
 RUNNING = (Stage.STARTING, Stage.PLANNING, Stage.SEARCHING, Stage.WRITING)

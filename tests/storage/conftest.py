@@ -34,4 +34,6 @@ def is_sqlite(url: str) -> bool:
 async def count(storage: Storage, table: Table, *where: Any) -> int:
     """Rows of `table` as the database has them, read past the repositories."""
     async with storage.database.read() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one()
+        )

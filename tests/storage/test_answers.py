@@ -1,12 +1,10 @@
-"""Stored answers on a real SQLite file: found again after a restart, only by their workspace."""
+"""storage/answers.py: stored answers, found again after a restart, only by their workspace."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from bot.records import ASK, FOLLOW_UP, StoredAnswer
 from bot.conversation import ConversationKey
-from storage.sqlite import Store
+from bot.records import ASK, FOLLOW_UP, StoredAnswer
+from storage import Storage
 
 KEY = ConversationKey("T1", "C1", "1.000001")
 
@@ -25,37 +23,38 @@ def answer(id_: str, kind: str = FOLLOW_UP, *, at: float, **kw: str) -> StoredAn
     return StoredAnswer(id=id_, kind=kind, model="qwen-plus", created_at=at, **values)
 
 
-async def test_answers_survive_a_reopen_and_stay_in_their_workspace(tmp_path: Path) -> None:
-    path = tmp_path / "answers.sqlite3"
-    store = await Store.open(path)
-    try:
-        answers = await AnswerStore.attach(store)
-        saved = await answers.add(answer("a1", ASK, at=0.0, reasoning="Hmm. 教育 & <b>"))
-        assert saved.created_at > 0
-    finally:
-        await store.close()
+async def test_answers_survive_a_reopen_and_stay_in_their_workspace(
+    storage: Storage, url: str
+) -> None:
+    saved = await storage.answers.add(answer("a1", ASK, at=0.0, reasoning="Hmm. 教育 & <b>"))
+    assert saved.created_at > 0
+    assert await storage.answers.get("T1", "a1") == saved
+    await storage.close()
 
-    store = await Store.open(path)
+    reopened = await Storage.open(url)  # migrating again keeps what is there
     try:
-        answers = await AnswerStore.attach(store)  # attaching again keeps what is there
-        assert await answers.get("T1", "a1") == saved
-        assert await answers.get("T2", "a1") is None
-        assert await answers.get("T1", "missing") is None
+        assert await reopened.answers.get("T1", "a1") == saved
+        assert await reopened.answers.get("T2", "a1") is None
+        assert await reopened.answers.get("T1", "missing") is None
     finally:
-        await store.close()
+        await reopened.close()
 
 
-async def test_follow_ups_of_a_thread_since_a_time_oldest_first(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "answers.sqlite3")
-    try:
-        answers = await AnswerStore.attach(store)
-        await answers.add(answer("old", at=100.0))
-        await answers.add(answer("second", at=300.0))
-        await answers.add(answer("first", at=200.0))
-        await answers.add(answer("ask", ASK, at=250.0))
-        await answers.add(answer("elsewhere", at=250.0, thread_ts="2.000002"))
-        found = await answers.follow_ups(KEY, since=150.0)
-        assert [a.id for a in found] == ["first", "second"]
-        assert [a.id for a in await answers.follow_ups(KEY)] == ["old", "first", "second"]
-    finally:
-        await store.close()
+async def test_an_answer_keeps_the_time_it_was_given(storage: Storage) -> None:
+    saved = await storage.answers.add(answer("a1", ASK, at=1234.5))
+    assert saved.created_at == 1234.5
+    assert await storage.answers.get("T1", "a1") == saved
+
+
+async def test_follow_ups_of_a_thread_since_a_time_oldest_first(storage: Storage) -> None:
+    answers = storage.answers
+    await answers.add(answer("old", at=100.0))
+    await answers.add(answer("second", at=300.0))
+    await answers.add(answer("first", at=200.0))
+    await answers.add(answer("ask", ASK, at=250.0))
+    await answers.add(answer("elsewhere", at=250.0, thread_ts="2.000002"))
+    await answers.add(answer("other-team", at=250.0, team_id="T2"))
+    found = await answers.follow_ups(KEY, since=150.0)
+    assert [a.id for a in found] == ["first", "second"]
+    assert [a.id for a in await answers.follow_ups(KEY)] == ["old", "first", "second"]
+    assert await answers.follow_ups(KEY, since=300.0) == []
