@@ -15,10 +15,11 @@ from bot.budget import BudgetGuard
 from bot.context import fit
 from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
+from bot.metering import MeteredCall, UsageMeter
 from bot.ports import Answers, Conversations, UsageLedger
 from bot.qwen.client import ModelClient
 from bot.qwen.errors import user_sentence
-from bot.qwen.events import StreamError
+from bot.qwen.events import StreamError, Usage
 from bot.records import ASK, FOLLOW_UP, StoredAnswer, UsageRecord
 from bot.usage import Pricing
 
@@ -112,6 +113,7 @@ class AnswerService:
         conversations: Conversations,
         answers: Answers,
         ledger: UsageLedger,
+        meter: UsageMeter,
         model: ModelClient,
         pricing: Pricing,
         config: AnswerConfig,
@@ -123,6 +125,7 @@ class AnswerService:
         self._conversations = conversations
         self._answers = answers
         self._ledger = ledger
+        self._meter = meter
         self._model = model
         self._pricing = pricing
         self._config = config
@@ -229,16 +232,33 @@ class AnswerService:
 
     async def _answer(self, draft: StoredAnswer, plan: thinking.Plan, sink: AnswerSink) -> None:
         result = thinking.Result()
+        call = self._meter.open(
+            UsageRecord(
+                team_id=draft.team_id,
+                user_id=draft.user_id,
+                channel_id=draft.channel_id,
+                thread_ts=draft.thread_ts,
+                model=draft.model,
+                kind="answer",
+                input_tokens=0,
+                output_tokens=0,
+            ),
+            lambda u: self._cost(draft.model, u, thinking=u.reasoning_tokens > 0),
+        )
         try:
             async for event in self._model.stream(plan.call):
                 result.apply(event)
+                if isinstance(event, Usage):
+                    call.see(event)
         except asyncio.CancelledError:
-            await self._record(draft, result)  # the tokens were spent even so
+            await self._record(draft, result, call)  # the tokens were spent even so
             raise
         except Exception:
             logger.exception("answer %s failed", draft.id)
             result.error = result.error or thinking.STREAM_CUT
-        stats = await self._record(draft, result)
+        finally:
+            call.close()
+        stats = await self._record(draft, result, call)
         error = result.outcome
         if error is not None:
             _log_model_error(draft, error)
@@ -262,34 +282,20 @@ class AnswerService:
             )
         )
 
-    async def _record(self, draft: StoredAnswer, result: thinking.Result) -> AnswerStats:
-        usage = result.usage
-        if usage is None:
+    def _cost(self, model: str, usage: Usage, *, thinking: bool) -> Decimal | None:
+        return self._pricing.cost(model, usage.input_tokens, usage.output_tokens, thinking=thinking)
+
+    async def _record(
+        self, draft: StoredAnswer, result: thinking.Result, call: MeteredCall
+    ) -> AnswerStats:
+        if call.usage is None:
             return AnswerStats(0, 0, 0, None)
-        cost = self._pricing.cost(
-            draft.model,
-            usage.input_tokens,
-            usage.output_tokens,
-            thinking=usage.reasoning_tokens > 0 or bool(result.reasoning),
+        usage = call.usage
+        cost = self._cost(
+            draft.model, usage, thinking=usage.reasoning_tokens > 0 or bool(result.reasoning)
         )
         try:
-            await self._ledger.record(
-                [
-                    UsageRecord(
-                        team_id=draft.team_id,
-                        user_id=draft.user_id,
-                        channel_id=draft.channel_id,
-                        thread_ts=draft.thread_ts,
-                        model=draft.model,
-                        kind="answer",
-                        input_tokens=usage.input_tokens,
-                        output_tokens=usage.output_tokens,
-                        reasoning_tokens=usage.reasoning_tokens,
-                        request_id=usage.request_id,
-                        cost_usd=cost,
-                    )
-                ]
-            )
+            await self._ledger.record([replace(call.record, cost_usd=cost)])
         except Exception:  # the answer still reaches the person; the gap is in the log
             logger.exception("could not record the usage of answer %s", draft.id)
         return AnswerStats(usage.input_tokens, usage.output_tokens, usage.reasoning_tokens, cost)

@@ -62,6 +62,13 @@ class Settings:
     pricing: Pricing = field(default_factory=Pricing)  # defaults overridden by pricing_file
     workspace_monthly_token_budget: int | None = None  # None: no budget
     secret_key: str | None = None  # encrypts MCP tokens at rest; None: tokens cannot be saved
+    # Durable work: how long a dead process's work waits before another takes it over; how
+    # long running research may go on after SIGTERM; whether a cut run restarts by itself.
+    run_lease_seconds: float = 30.0
+    drain_seconds: float = 25.0
+    auto_resume: bool = True
+    run_max_seconds: float = 45 * 60.0
+    stream_idle_seconds: float = 10 * 60.0
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
@@ -193,6 +200,15 @@ def load_settings(
         return int(digits)
 
     port = int(number("PORT", 3000, integer=True))
+    lease = number("RUN_LEASE_SECONDS", 30.0)
+    if lease < 1:
+        problems.append("RUN_LEASE_SECONDS must be at least 1")
+    drain = number("DRAIN_SECONDS", 25.0)
+    run_max = number("RUN_MAX_SECONDS", 45 * 60.0)
+    idle = number("STREAM_IDLE_SECONDS", 10 * 60.0)
+    auto_resume = (get("AUTO_RESUME") or "true").lower()
+    if auto_resume not in ("true", "false", "1", "0", "yes", "no"):
+        problems.append(f"AUTO_RESUME must be true or false, got {get('AUTO_RESUME')!r}")
     progress = number("PROGRESS_UPDATE_SECONDS", 5.0)
     thinking_budget = positive_int("THINKING_BUDGET")
     monthly_budget = positive_int("WORKSPACE_MONTHLY_TOKEN_BUDGET")
@@ -228,6 +244,11 @@ def load_settings(
         port=port,
         dashscope_base_url=(get("DASHSCOPE_HTTP_BASE_URL") or DEFAULT_DASHSCOPE_URL).rstrip("/"),
         database_url=db_url,
+        run_lease_seconds=lease,
+        drain_seconds=drain,
+        auto_resume=auto_resume in ("true", "1", "yes"),
+        run_max_seconds=run_max,
+        stream_idle_seconds=idle,
         research_model=get("RESEARCH_MODEL") or "qwen-deep-research",
         thinking_model=get("THINKING_MODEL") or "qwen-plus",
         progress_update_seconds=progress,

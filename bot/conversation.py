@@ -46,6 +46,9 @@ TRANSITIONS: Final[MappingProxyType[State, frozenset[State]]] = MappingProxyType
 )
 
 
+MAX_APPLIED: Final = 20
+
+
 class InvalidTransition(RuntimeError):
     """A bug: code asked for a state change the table above does not allow."""
 
@@ -78,6 +81,18 @@ class Conversation:
     updated_at: float = 0.0
     # Bumped by every save; a save based on an older version is refused (StaleConversation).
     version: int = 0
+    owner: str | None = None  # the process streaming its research, while one does
+    resumes: int = 0  # automatic restarts of its research after an interruption
+    # The Slack messages (ts) applied to it, the most recent few: an event handled again
+    # after a crash finds its message here and changes nothing.
+    applied: tuple[str, ...] = ()
+
+    def handled(self, ts: str) -> bool:
+        return bool(ts) and ts in self.applied
+
+    def applying(self, ts: str) -> tuple[str, ...]:
+        """`applied` with message `ts` added."""
+        return (*self.applied, ts)[-MAX_APPLIED:] if ts else self.applied
 
     def to(self, state: State, **changes: Any) -> Conversation:
         """This conversation in `state`, with `changes`; only moves TRANSITIONS allows."""

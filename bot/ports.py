@@ -4,6 +4,7 @@ may implement them in memory."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.conversation import Conversation, ConversationKey, State
@@ -28,6 +29,11 @@ class Conversations(Protocol):
         ...
 
     async def in_state(self, state: State) -> list[Conversation]: ...
+
+    async def take_orphan_runs(self, owner: str, live: Sequence[str]) -> list[Conversation]:
+        """Researching conversations whose owner is not among the `live` processes, now
+        owned by `owner` (saved, so a second taker finds them taken)."""
+        ...
 
 
 class UsageLedger(Protocol):
@@ -69,6 +75,71 @@ class WorkspaceSettingsRepository(Protocol):
 
 
 class DeliveryClaims(Protocol):
-    async def claim(self, key: str) -> bool:
-        """True the first time `key` is claimed, by any process; False for every later claim."""
+    async def claim(self, key: str, holder: str = "") -> bool:
+        """True the first time `key` is claimed, by any process, and again for the same
+        non-empty `holder` (a replay of the event that claimed it); False otherwise."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanEvent:
+    """An accepted Slack event whose process died before handling it."""
+
+    team_id: str
+    event_id: str
+    body: str  # the event_callback as Slack sent it (JSON)
+    attempts: int
+
+
+class Inbox(Protocol):
+    """Every Slack event the bot acknowledges, recorded before the acknowledgement."""
+
+    async def accept(self, team_id: str, event_id: str, body: str, owner: str) -> bool:
+        """Record the event for `owner`; False (nothing written) if it was recorded before."""
+        ...
+
+    async def done(self, team_id: str, event_id: str) -> None: ...
+
+    async def take_orphans(
+        self, owner: str, live: Sequence[str], limit: int = 100
+    ) -> list[OrphanEvent]:
+        """Events not done whose owner is not among the `live` processes, now `owner`'s."""
+        ...
+
+
+class Processes(Protocol):
+    """Running bot processes and their heartbeats: the leases on the work they own."""
+
+    async def beat(self, process_id: str, *, draining: bool = False) -> None: ...
+
+    async def live(self, since: float) -> list[str]:
+        """Processes whose last heartbeat is at or after `since`."""
+        ...
+
+    async def leave(self, process_id: str) -> None: ...
+
+
+class InflightUsage(Protocol):
+    """The last cumulative usage of calls still streaming."""
+
+    async def flush(self, owner: str, records: Sequence[UsageRecord]) -> None: ...
+
+    async def settle(self, live: Sequence[str]) -> int:
+        """Record in the ledger the calls of processes not `live`; returns how many."""
+        ...
+
+
+class KeptQuestions(Protocol):
+    """Questions asked in a thread while its research ran, answered after the report."""
+
+    async def keep(self, key: ConversationKey, user_id: str, text: str, ts: str = "") -> bool:
+        """Keep the question of message `ts`; False if that message was kept before."""
+        ...
+
+    async def pending(self, key: ConversationKey) -> list[tuple[int, str, str]]:
+        """(id, user_id, text), oldest first."""
+        ...
+
+    async def forget(self, question_id: int) -> None: ...
+
+    async def threads(self) -> list[ConversationKey]: ...

@@ -27,6 +27,7 @@ class UsageRecord:
     request_id: str = ""
     cost_usd: Decimal | None = None  # None when the model has no known price
     created_at: float = field(default=0.0)
+    call_id: str = ""  # names the model call: the ledger records each call once
 
 
 @dataclass(frozen=True, slots=True)

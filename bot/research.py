@@ -12,11 +12,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
-from bot.conversation import Conversation, ConversationKey, State
+from bot.conversation import Conversation, ConversationKey, StaleConversation, State
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
+from bot.metering import MeteredCall, UsageMeter
 from bot.pacing import WorkspacePacer
-from bot.ports import Conversations
+from bot.ports import Conversations, KeptQuestions, UsageLedger
 from bot.progress import Stage
 from bot.qwen.client import ModelCall, ModelClient, research_call
 from bot.qwen.errors import user_sentence
@@ -76,14 +77,21 @@ WorkspaceSettingsLookup = Callable[[str], Awaitable[WorkspaceResearch]]
 
 
 class StopReason(StrEnum):
-    USER = "user"
-    SHUTDOWN = "shutdown"
+    USER = "user"  # Stop pressed in this process
+    SHUTDOWN = "shutdown"  # this process is stopping
+    ELSEWHERE = "elsewhere"  # stopped, or taken over, through another process
+    TOO_LONG = "too_long"  # RUN_MAX_SECONDS passed
+    SILENT = "silent"  # no frame for STREAM_IDLE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
 class ResearchConfig:
     model: str
     progress_interval: float
+    process_id: str = "local"  # owns the runs this process streams
+    auto_resume: bool = True  # a run cut by a shutdown or crash restarts once by itself
+    run_max_seconds: float = 45 * 60
+    stream_idle_seconds: float = 10 * 60
 
 
 @dataclass(slots=True)
@@ -119,6 +127,9 @@ class ResearchService:
         self,
         *,
         conversations: Conversations,
+        ledger: UsageLedger,
+        kept: KeptQuestions,
+        meter: UsageMeter,
         model: ModelClient,
         sinks: SinkFactory,
         pricing: Pricing,
@@ -134,6 +145,9 @@ class ResearchService:
         self._follow_up = follow_up
         self._pacer = pacer or WorkspacePacer()
         self._store = conversations
+        self._ledger = ledger
+        self._kept = kept
+        self._meter = meter
         self._model = model
         self._sinks = sinks
         self._pricing = pricing
@@ -144,8 +158,9 @@ class ResearchService:
         )
         self._runs: dict[ConversationKey, asyncio.Task[None]] = {}
         self._stop_reasons: dict[ConversationKey, StopReason] = {}
-        # Questions asked in a thread while its research runs, answered after the report.
-        self._waiting: dict[ConversationKey, list[tuple[str, str]]] = {}
+        # When each local run started, and when its stream last said anything (monotonic).
+        self._started: dict[ConversationKey, float] = {}
+        self._last_frame: dict[ConversationKey, float] = {}
         # Clarifying steps run inside Slack's listener tasks; shutdown must reach them too.
         self._steps: set[asyncio.Task[Any]] = set()
         # Last edits of progress messages, waiting for room in their workspace.
@@ -160,10 +175,12 @@ class ResearchService:
         user_id: str,
         text: str,
         *,
+        ts: str = "",
         images: Sequence[Image] = (),
         refusals: Sequence[str] = (),
     ) -> None:
-        """The bot was mentioned: start a conversation, or continue the thread's one.
+        """The bot was mentioned in message `ts`: start a conversation, or continue the
+        thread's one.
 
         `refusals` are sentences about attachments left out; the request goes ahead only if
         something is left to research."""
@@ -171,7 +188,8 @@ class ResearchService:
         async with self._lock(key):
             existing = await self._store.get(key)
         if existing is not None:
-            await self.reply(key, user_id, text, images=images, refusals=refusals)
+            if not existing.handled(ts) and ts != key.thread_ts:
+                await self.reply(key, user_id, text, ts=ts, images=images, refusals=refusals)
             return
         for sentence in refusals:
             await sink.post_notice(sentence)
@@ -201,11 +219,14 @@ class ResearchService:
                 model=options.model or self._config.model,
                 history=({"role": "user", "content": user_content(text, images)},),
                 options=options,
+                applied=(ts,) if ts else (),
             )
             if options.asks_first:
                 await self._clarify(conversation, sink, exists=False)
             else:
-                created = await self._store.create(conversation.to(State.RESEARCHING))
+                created = await self._store.create(
+                    conversation.to(State.RESEARCHING, owner=self._config.process_id)
+                )
                 if created is not None:
                     self._start_run(created)
 
@@ -215,13 +236,15 @@ class ResearchService:
         user_id: str,
         text: str,
         *,
+        ts: str = "",
         images: Sequence[Image] = (),
         refusals: Sequence[str] = (),
     ) -> None:
-        """A human replied in a thread; only threads with a conversation get here."""
+        """A human replied in a thread (message `ts`); only threads with a conversation get
+        here. A message applied before (an event handled again after a crash) is ignored."""
         async with self._lock(key):
             conversation = await self._store.get(key)
-            if conversation is None:
+            if conversation is None or conversation.handled(ts):
                 return
             sink = self._sinks(key)
             for sentence in refusals:
@@ -236,12 +259,17 @@ class ResearchService:
                     return
                 answer = {"role": "user", "content": user_content(text, images)}
                 await self._begin_research(
-                    replace(conversation, history=(*conversation.history, answer))
+                    replace(
+                        conversation,
+                        history=(*conversation.history, answer),
+                        applied=conversation.applying(ts),
+                    )
                 )
             elif conversation.state is State.RESEARCHING:
-                if self._follow_up is not None and text.strip() and self.is_running(key):
-                    self._waiting.setdefault(key, []).append((user_id, text))
-                    await sink.post_notice(KEPT_FOR_LATER)
+                if self._follow_up is not None and text.strip():
+                    # Kept in the database: whichever process finishes the run answers it.
+                    if await self._kept.keep(key, user_id, text, ts):
+                        await sink.post_notice(KEPT_FOR_LATER)
                 else:
                     await sink.post_notice(STILL_RUNNING)
             elif conversation.state in (State.FAILED, State.CANCELLED, State.INTERRUPTED):
@@ -311,35 +339,89 @@ class ResearchService:
         return True
 
     async def stop(self, key: ConversationKey) -> bool:
-        """Stop the thread's run at once; False if nothing was running."""
+        """Stop the thread's run at once, wherever it streams; False if nothing was running."""
         task = self._runs.get(key)
-        if task is None or task.done():
-            return False
-        self._stop_reasons[key] = StopReason.USER
-        task.cancel()
-        await asyncio.wait({task}, timeout=10)
+        if task is not None and not task.done():
+            self._stop_reasons[key] = StopReason.USER
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)
+            return True
+        # Streamed by another process: record the stop; that process sees it within a tick
+        # (watch_runs), ends its stream and records the usage.
+        async with self._lock(key):
+            conversation = await self._store.get(key)
+            if conversation is None or conversation.state is not State.RESEARCHING:
+                return False
+            try:
+                await self._store.save(conversation.to(State.CANCELLED, owner=None))
+            except StaleConversation:
+                return False  # it changed meanwhile: finished, or stopped by someone else
+        await self._sinks(key).post_notice(_STOPPED, retry=True)
         return True
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutting down: new events are recorded and left for the next process."""
+        return self._accepting
 
     def is_running(self, key: ConversationKey) -> bool:
         task = self._runs.get(key)
         return task is not None and not task.done()
 
-    async def recover(self) -> int:
-        """After a crash: runs still marked researching were interrupted; tell their threads."""
-        interrupted = await self._store.in_state(State.RESEARCHING)
-        for conversation in interrupted:
-            await self._store.save(conversation.to(State.INTERRUPTED))
-            try:
-                await self._sinks(conversation.key).post_notice(_INTERRUPTED, retry=True)
-            except Exception:
-                logger.exception(
-                    "could not tell thread %s about the interruption", conversation.key
+    async def adopt(self, conversation: Conversation) -> None:
+        """A run whose process stopped or died, now owned by this one: run it again once, or
+        mark it interrupted and offer Retry."""
+        key = conversation.key
+        sink = self._sinks(key)
+        async with self._lock(key):
+            if self._config.auto_resume and self._accepting and conversation.resumes < 1:
+                resumed = await self._store.save(
+                    replace(conversation, resumes=conversation.resumes + 1, progress_ts=None)
                 )
-        return len(interrupted)
+                await sink.post_notice(_RESUMING)
+                self._start_run(resumed)
+                return
+            await self._store.save(conversation.to(State.INTERRUPTED, owner=None))
+        await sink.post_notice(_INTERRUPTED, retry=True)
 
-    async def shutdown(self, timeout: float = 20.0) -> None:
-        """Stop taking work; interrupt running research and record where it stood."""
+    async def watch_runs(self) -> None:
+        """End local runs stopped or taken over elsewhere, too long, or silent too long."""
+        now = self._clock()
+        for key, task in list(self._runs.items()):
+            if task.done():
+                continue
+            reason: StopReason | None = None
+            if now - self._started.get(key, now) > self._config.run_max_seconds:
+                reason = StopReason.TOO_LONG
+            elif now - self._last_frame.get(key, now) > self._config.stream_idle_seconds:
+                reason = StopReason.SILENT
+            else:
+                stored = await self._store.get(key)
+                if (
+                    stored is None
+                    or stored.state is not State.RESEARCHING
+                    or stored.owner != self._config.process_id
+                ):
+                    reason = StopReason.ELSEWHERE
+            if reason is not None:
+                self._stop_reasons[key] = reason
+                task.cancel()
+
+    async def answer_kept(self) -> None:
+        """Questions kept during runs that finished while no process could answer them."""
+        for key in await self._kept.threads():
+            conversation = await self._store.get(key)
+            if conversation is not None and conversation.state is State.DONE:
+                await self._answer_waiting(conversation)
+
+    async def shutdown(self, drain: float = 0.0, timeout: float = 20.0) -> None:
+        """Stop taking work; let running work go on for up to `drain` seconds, then stop it
+        and record where it stood (for another process, or the next start, to resume)."""
         self._accepting = False
+        running = [t for t in (*self._runs.values(), *self._steps) if not t.done()]
+        if running and drain > 0:
+            logger.info("draining: %d run(s) may finish within %.0f s", len(running), drain)
+            await asyncio.wait(running, timeout=drain)
         tasks = [t for t in (*self._runs.values(), *self._steps) if not t.done()]
         for key, task in list(self._runs.items()):
             if not task.done():
@@ -360,6 +442,7 @@ class ResearchService:
         """Step 1: ask the model for its clarifying question and relay it."""
         await sink.set_status("is reading your request…")
         result = _CallResult()
+        call = self._metered(conversation, "clarify")
         task = asyncio.current_task()
         if task is not None:
             self._steps.add(task)
@@ -368,20 +451,27 @@ class ResearchService:
                 research_call(conversation.model, conversation.history)
             ):
                 result.apply(event)
+                if isinstance(event, Usage):
+                    call.see(event)
         except asyncio.CancelledError:
-            # Shutting down mid-question: keep the topic so Retry can ask again.
-            interrupted = conversation.to(State.INTERRUPTED)
-            usage = self._usage_records(conversation, "clarify", result.usage)
             try:
-                await self._record_step(interrupted, usage, exists=exists)
-                await sink.post_notice(_INTERRUPTED, retry=True)
+                if not exists and self._config.auto_resume:
+                    # Shutting down mid-question: the event stays in the inbox and the next
+                    # process asks again; the tokens spent so far are recorded now.
+                    await self._ledger.record(call.records())
+                else:
+                    # Keep the topic so Retry can ask again.
+                    interrupted = conversation.to(State.INTERRUPTED)
+                    await self._record_step(interrupted, call.records(), exists=exists)
+                    await sink.post_notice(_INTERRUPTED, retry=True)
             except Exception:
                 logger.exception("could not record the interruption of %s", conversation.key)
             raise
         finally:
+            call.close()
             if task is not None:
                 self._steps.discard(task)
-        usage = self._usage_records(conversation, "clarify", result.usage)
+        usage = call.records()
         error = result.outcome
         if error is None and result.text.strip():
             conversation = conversation.to(
@@ -410,13 +500,15 @@ class ResearchService:
             await self._store.create(conversation, usage)
 
     async def _begin_research(self, conversation: Conversation) -> None:
-        self._start_run(
-            await self._store.save(conversation.to(State.RESEARCHING, progress_ts=None))
+        started = conversation.to(
+            State.RESEARCHING, progress_ts=None, owner=self._config.process_id, resumes=0
         )
+        self._start_run(await self._store.save(started))
 
     def _start_run(self, conversation: Conversation) -> None:
         key = conversation.key
         self._stop_reasons.pop(key, None)
+        self._started[key] = self._last_frame[key] = self._clock()
         task = asyncio.create_task(self._research(conversation), name=f"research {key}")
         self._runs[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
@@ -424,11 +516,35 @@ class ResearchService:
     def _forget(self, key: ConversationKey, task: asyncio.Task[None]) -> None:
         if self._runs.get(key) is task:
             del self._runs[key]
-            self._waiting.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("research run %s crashed", key, exc_info=task.exception())
+            self._started.pop(key, None)
+            self._last_frame.pop(key, None)
 
     async def _research(self, conversation: Conversation) -> None:
+        """A run ends with a notice however it ends: never left researching by a crash."""
+        try:
+            await self._run(conversation)
+        except StaleConversation:
+            logger.info("research run %s was stopped or taken over elsewhere", conversation.key)
+        except Exception:
+            logger.exception("research run %s crashed", conversation.key)
+            await self._end_crashed(conversation.key)
+
+    async def _end_crashed(self, key: ConversationKey) -> None:
+        try:
+            async with self._lock(key):
+                stored = await self._store.get(key)
+                if (
+                    stored is None
+                    or stored.state is not State.RESEARCHING
+                    or stored.owner != self._config.process_id
+                ):
+                    return
+                await self._store.save(stored.to(State.FAILED, owner=None))
+            await self._sinks(key).post_notice(_CRASHED, retry=True)
+        except Exception:
+            logger.exception("could not record the end of the crashed run %s", key)
+
+    async def _run(self, conversation: Conversation) -> None:
         """Step 2: stream the research, keep the progress message live, deliver the report."""
         key = conversation.key
         sink = self._sinks(key)
@@ -441,6 +557,7 @@ class ResearchService:
             pace=lambda wait: self._pacer.acquire(key.team_id, max_wait=wait),
         )
         result = _CallResult()
+        call = self._metered(conversation, "research")
         try:
             ts = await progress.start()
             conversation = await self._store.save(replace(conversation, progress_ts=ts))
@@ -448,23 +565,31 @@ class ResearchService:
             try:
                 step = await self._research_step(conversation)
                 async for event in self._model.stream(step):
+                    self._last_frame[key] = self._clock()
                     progress.tracker.apply(event)
                     result.apply(event)
+                    if isinstance(event, Usage):
+                        call.see(event)
             finally:
                 pacing.cancel()
                 await asyncio.gather(pacing, return_exceptions=True)
         except asyncio.CancelledError:
             reason = self._stop_reasons.pop(key, StopReason.SHUTDOWN)
-            await self._end_stopped(conversation, sink, progress, result, reason)
+            await self._end_stopped(conversation, sink, progress, call, reason)
+            call.close()
+            raise
+        except StaleConversation:
+            call.close()
             raise
         except Exception:
             logger.exception("research run %s failed", key)
             result.error = result.error or STREAM_CUT
+        call.close()
         duration = self._clock() - started
-        usage = self._usage_records(conversation, "research", result.usage)
+        usage = call.records()
         error = result.outcome
         if error is not None or not result.text.strip():
-            await self._store.save(conversation.to(State.FAILED), usage)
+            await self._store.save(conversation.to(State.FAILED, owner=None), usage)
             _log_model_error(key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
             self._finish_later(progress, Stage.FAILED)
@@ -483,6 +608,7 @@ class ResearchService:
         conversation = await self._store.save(
             conversation.to(
                 State.DONE,
+                owner=None,
                 history=(*conversation.history, {"role": "assistant", "content": result.text}),
                 report=result.text,
                 references=tuple(
@@ -510,33 +636,49 @@ class ResearchService:
         task.add_done_callback(self._closing.discard)
 
     async def _answer_waiting(self, conversation: Conversation) -> None:
-        waiting = self._waiting.pop(conversation.key, [])
         if self._follow_up is None:
             return
-        for user_id, text in waiting:
+        for question_id, user_id, text in await self._kept.pending(conversation.key):
             try:
                 await self._follow_up(conversation, user_id, text)
             except Exception:
                 logger.exception("could not answer a kept question in %s", conversation.key)
+            await self._kept.forget(question_id)
 
     async def _end_stopped(
         self,
         conversation: Conversation,
         sink: ThreadSink,
         progress: LiveProgress,
-        result: _CallResult,
+        call: MeteredCall,
         reason: StopReason,
     ) -> None:
-        state = State.CANCELLED if reason is StopReason.USER else State.INTERRUPTED
-        usage = self._usage_records(conversation, "research", result.usage)
+        """Record where a cut run stood: its usage always, its state as the reason says."""
+        usage = call.records()
+        resume_later = reason is StopReason.SHUTDOWN and self._config.auto_resume
         try:
-            await self._store.save(conversation.to(state), usage)
+            if reason is StopReason.ELSEWHERE or resume_later:
+                # Its state is another process's business now (or the next start's): only
+                # the money spent is recorded here.
+                await self._ledger.record(usage)
+                await progress.finish(Stage.STOPPED, wait=False)
+                return
+            state = State.CANCELLED if reason is StopReason.USER else State.INTERRUPTED
+            if reason in (StopReason.TOO_LONG, StopReason.SILENT):
+                state = State.FAILED
+            await self._store.save(conversation.to(state, owner=None), usage)
             await progress.finish(Stage.STOPPED, wait=False)
-            await sink.post_notice(
-                _STOPPED if reason is StopReason.USER else _INTERRUPTED, retry=True
-            )
+            await sink.post_notice(_STOP_NOTICES[reason].format(**self._limits()), retry=True)
+        except StaleConversation:
+            await self._ledger.record(usage)
         except Exception:
             logger.exception("could not record the end of %s", conversation.key)
+
+    def _limits(self) -> dict[str, str]:
+        return {
+            "max": _duration(self._config.run_max_seconds),
+            "idle": _duration(self._config.stream_idle_seconds),
+        }
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -558,29 +700,22 @@ class ResearchService:
             return WorkspaceResearch()
         return await self._workspace_settings(team_id)
 
-    def _usage_records(
-        self, conversation: Conversation, kind: str, usage: Usage | None
-    ) -> list[UsageRecord]:
-        if usage is None:
-            return []
+    def _metered(self, conversation: Conversation, kind: str) -> MeteredCall:
         key = conversation.key
-        return [
-            UsageRecord(
-                team_id=key.team_id,
-                user_id=conversation.user_id,
-                channel_id=key.channel_id,
-                thread_ts=key.thread_ts,
-                model=conversation.model,
-                kind=kind,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                request_id=usage.request_id,
-                cost_usd=self._pricing.cost(
-                    conversation.model, usage.input_tokens, usage.output_tokens
-                ),
-            )
-        ]
+        draft = UsageRecord(
+            team_id=key.team_id,
+            user_id=conversation.user_id,
+            channel_id=key.channel_id,
+            thread_ts=key.thread_ts,
+            model=conversation.model,
+            kind=kind,
+            input_tokens=0,
+            output_tokens=0,
+        )
+        model = conversation.model
+        return self._meter.open(
+            draft, lambda u: self._pricing.cost(model, u.input_tokens, u.output_tokens)
+        )
 
     def _lock(self, key: ConversationKey) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -614,3 +749,29 @@ _INTERRUPTED: Final = (
     "Press Retry to run it again."
 )
 _RESTARTING: Final = "I'm restarting right now. Please try again in a minute."
+_RESUMING: Final = (
+    "The bot restarted while this research was running, so I'm running it again from the "
+    "start. (This happens once by itself; if it is cut again, you'll get a Retry button.)"
+)
+_CRASHED: Final = (
+    "Something went wrong on my side during this research. Nothing more is being spent on "
+    "it; press Retry to run it again."
+)
+_STOP_NOTICES: Final = {
+    StopReason.USER: _STOPPED,
+    StopReason.SHUTDOWN: _INTERRUPTED,
+    StopReason.TOO_LONG: (
+        "This research ran for longer than {max} without finishing, so I ended it. "
+        "Press Retry to run it again."
+    ),
+    StopReason.SILENT: (
+        "Model Studio sent nothing for {idle}, so I ended this research. "
+        "Press Retry to run it again."
+    ),
+}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} seconds"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from contextlib import AsyncExitStack
 from typing import Final
 
@@ -14,14 +17,17 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from bot.answers import AnswerConfig, AnswerService
 from bot.budget import BudgetGuard
 from bot.config import Settings
+from bot.metering import UsageMeter
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.research import ResearchConfig, ResearchService
 from bot.secrets_box import SecretBox
 from bot.services import Services
+from bot.supervisor import LeaseConfig, Supervisor
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
 from handlers.answer_sinks import thread_answer_sinks
 from handlers.app import build_app, slack_client
+from handlers.events import replayer
 from handlers.files import SlackFiles
 from handlers.slack_sink import slack_sinks
 from storage import Storage
@@ -51,6 +57,7 @@ class BotRuntime:
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.services: Services | None = None
+        self._supervisor: Supervisor | None = None
         self.http_port: int | None = None
 
     async def start(self) -> None:
@@ -75,10 +82,13 @@ class BotRuntime:
                 retry=self._model_retry,
             )
             budget = BudgetGuard(storage.ledger, settings.workspace_monthly_token_budget)
+            meter = UsageMeter()
+            process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             answers = AnswerService(
                 conversations=storage.conversations,
                 answers=storage.answers,
                 ledger=storage.ledger,
+                meter=meter,
                 model=model,
                 pricing=settings.pricing,
                 config=AnswerConfig(
@@ -95,12 +105,19 @@ class BotRuntime:
             )
             research = ResearchService(
                 conversations=storage.conversations,
+                ledger=storage.ledger,
+                kept=storage.kept,
+                meter=meter,
                 model=model,
                 sinks=slack_sinks(client),
                 pricing=settings.pricing,
                 config=ResearchConfig(
                     model=settings.research_model,
                     progress_interval=settings.progress_update_seconds,
+                    process_id=process_id,
+                    auto_resume=settings.auto_resume,
+                    run_max_seconds=settings.run_max_seconds,
+                    stream_idle_seconds=settings.stream_idle_seconds,
                 ),
                 follow_up=answers.follow_up,
                 budget=budget.refusal,
@@ -109,6 +126,8 @@ class BotRuntime:
             self.services = Services(
                 conversations=storage.conversations,
                 claims=storage.claims,
+                inbox=storage.inbox,
+                process_id=process_id,
                 ledger=storage.ledger,
                 research=research,
                 answers=answers,
@@ -118,11 +137,24 @@ class BotRuntime:
                 settings=workspace_settings,
             )
             app = build_app(settings, self.services, client)
-            recovered = await research.recover()
-            if recovered:
-                logger.info(
-                    "marked %d interrupted research run(s) from before the restart", recovered
-                )
+            self._supervisor = Supervisor(
+                processes=storage.processes,
+                inbox=storage.inbox,
+                inflight=storage.inflight,
+                conversations=storage.conversations,
+                meter=meter,
+                config=LeaseConfig(
+                    process_id=process_id,
+                    lease_seconds=settings.run_lease_seconds,
+                    single_process=storage.database.dialect == "sqlite",
+                ),
+                replay=replayer(app),
+                adopt_run=research.adopt,
+                watch_runs=research.watch_runs,
+            )
+            # Takes over what a stopped or dead process left: events, runs, usage.
+            await self._supervisor.start()
+            await research.answer_kept()
             if settings.http_mode:
                 await self._serve_http(app.web_app(path=EVENTS_PATH, port=settings.port))
             else:
@@ -146,10 +178,17 @@ class BotRuntime:
         )
 
     async def stop(self) -> None:
-        """Stop taking work, tell running threads they were interrupted, close everything."""
+        """Stop taking work, let running research go on for DRAIN_SECONDS, record where the
+        rest stood, hand this process's work over, close everything."""
         try:
+            if self._supervisor is not None:
+                self._supervisor.draining = True
             if self.services is not None:
-                await self.services.research.shutdown(timeout=SHUTDOWN_GRACE_SECONDS)
+                await self.services.research.shutdown(
+                    drain=self.settings.drain_seconds, timeout=SHUTDOWN_GRACE_SECONDS
+                )
+            if self._supervisor is not None:
+                await self._supervisor.stop()
         finally:
             if self._socket is not None:
                 with contextlib.suppress(Exception):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bot.answers import AnswerService
 from bot.budget import BudgetGuard
 from bot.images import AttachmentReader
-from bot.ports import Conversations, DeliveryClaims, UsageLedger
+from bot.ports import Conversations, DeliveryClaims, Inbox, UsageLedger
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
@@ -17,6 +17,8 @@ from bot.workspace_settings import WorkspaceSettingsService
 class Services:
     conversations: Conversations
     claims: DeliveryClaims
+    inbox: Inbox
+    process_id: str  # owns what this process accepts
     ledger: UsageLedger
     research: ResearchService
     answers: AnswerService

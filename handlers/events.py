@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
 from bot.images import Image, accept_images
+from bot.ports import OrphanEvent
 from bot.services import Services
 from handlers.slack_sink import SlackThreadSink
 
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 # Message subtypes that carry a person's words; everything else (edits, deletions, joins,
 # bot posts, the bot's own chat.update echoes) is dropped on purpose.
 HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
+# Events that cause work: recorded in the inbox before they are acknowledged.
+WORK_EVENTS: Final = frozenset({"app_mention", "message"})
+REPLAY: Final = "qdr_replay"  # in a request's context: an event handled again from the inbox
 SOMETHING_WRONG: Final = (
     "Something went wrong on my side while handling that message. Please try again in a "
     "moment; if it keeps happening, tell the bot's admin."
@@ -35,9 +40,12 @@ def register(app: AsyncApp, services: Services) -> None:
     recent_events = RecentIds()
 
     @app.middleware
-    async def drop_redeliveries_and_noise(
+    async def record_before_ack(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
+        """Accepted means recorded: an event that causes work is in the inbox before Slack's
+        acknowledgement, so a process killed after the ack loses nothing. Redeliveries are
+        deduplicated on what was recorded, so a retry of an event never recorded is handled."""
         body = req.body
         if body.get("type") != "event_callback":
             await next()
@@ -45,14 +53,23 @@ def register(app: AsyncApp, services: Services) -> None:
         event = body.get("event") or {}
         if event.get("type") == "message" and not _from_a_person(event):
             return BoltResponse(status=200, body="")
-        if _retry_num(req) > 0:
-            logger.info("ignoring redelivery %s of event %s", _retry_num(req), body.get("event_id"))
-            return BoltResponse(status=200, body="")
-        # Nothing here may wait on storage: this runs before Slack's 3-second ack. Messages are
-        # claimed in the database after the ack; this only spares redelivered ids that work.
-        event_id = body.get("event_id")
-        if event_id and not recent_events.first_time(event_id):
+        event_id, team = body.get("event_id"), _team(body, event)
+        if req.context.get(REPLAY) or not event_id or event.get("type") not in WORK_EVENTS:
+            await next()
+            return None
+        seen = f"{team}:{event_id}"
+        if recent_events.seen(seen):  # recorded by this process: spare the database
             logger.info("ignoring event %s seen before", event_id)
+            return BoltResponse(status=200, body="")
+        accepted = await services.inbox.accept(
+            team, str(event_id), json.dumps(body, ensure_ascii=False), services.process_id
+        )
+        recent_events.add(seen)
+        if not accepted:
+            logger.info("ignoring event %s recorded before (retry %s)", event_id, _retry_num(req))
+            return BoltResponse(status=200, body="")
+        if not research.accepting:
+            # Shutting down: recorded, and left for the process that takes over.
             return BoltResponse(status=200, body="")
         await next()
         return None
@@ -64,10 +81,19 @@ def register(app: AsyncApp, services: Services) -> None:
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        await _deliver(research.mention, _thread_key(body, event), event, context, client)
+        key = _thread_key(body, event)
+        await _handled(body, _deliver(research.mention, key, body, context, client))
 
     @app.event("message")
     async def on_message(
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
+        await _handled(body, _on_message(event, body, context, client))
+
+    async def _on_message(
         event: dict[str, Any],
         body: dict[str, Any],
         context: AsyncBoltContext,
@@ -77,28 +103,45 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         key = _thread_key(body, event)
         if event.get("thread_ts") not in (None, event.get("ts")):
-            if (
-                await services.conversations.get(key) is not None
-            ):  # else a thread the bot is not part of
-                await _deliver(research.reply, key, event, context, client)
+            # Else a thread the bot is not part of.
+            if await services.conversations.get(key) is not None:
+                await _deliver(research.reply, key, body, context, client)
         elif event.get("channel_type") == "im":
             # In a DM every top-level message is meant for the bot: no mention needed.
-            await _deliver(research.mention, key, event, context, client)
+            await _deliver(research.mention, key, body, context, client)
+
+    async def _handled(body: Mapping[str, Any], work: Awaitable[None]) -> None:
+        """Run the listener's work, then mark its event done. If the work is cut (the process
+        stopping), the event stays in the inbox for the process that takes over."""
+        await work
+        event_id = body.get("event_id")
+        if event_id:
+            await services.inbox.done(_team(body, body.get("event") or {}), str(event_id))
 
     async def _deliver(
         entry: Callable[..., Awaitable[None]],
         key: ConversationKey,
-        event: Mapping[str, Any],
+        body: Mapping[str, Any],
         context: AsyncBoltContext,
         client: AsyncWebClient,
     ) -> None:
-        # A thread reply that mentions the bot arrives as app_mention and as message.
-        if not await services.claims.claim(_message_claim(key, event)):
+        event: Mapping[str, Any] = body.get("event") or {}
+        # A thread reply that mentions the bot arrives as app_mention and as message; the
+        # event that claimed the message may claim it again (handled again after a crash).
+        claim = _message_claim(key, event)
+        if not await services.claims.claim(claim, holder=str(body.get("event_id") or "")):
             return
         text = strip_mentions(event.get("text", ""), context.bot_user_id)
         async with _guarded(client, key):
             images, refusals = await _images(event)
-            await entry(key, event.get("user", ""), text, images=images, refusals=refusals)
+            await entry(
+                key,
+                event.get("user", ""),
+                text,
+                ts=str(event.get("ts") or ""),
+                images=images,
+                refusals=refusals,
+            )
 
     async def _images(event: Mapping[str, Any]) -> tuple[list[Image], list[str]]:
         files = event.get("files") or []
@@ -120,20 +163,32 @@ async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterato
             await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
 
 
+def replayer(app: AsyncApp) -> Callable[[OrphanEvent], Awaitable[None]]:
+    """Hands an event accepted by a process that died to this process's listeners, as Slack
+    would have (the signature was checked when it was first received)."""
+
+    async def replay(orphan: OrphanEvent) -> None:
+        body = json.loads(orphan.body)
+        request = AsyncBoltRequest(body=body, mode="socket_mode", context={REPLAY: True})
+        await app.async_dispatch(request)
+
+    return replay
+
+
 class RecentIds:
-    """The last `size` ids seen, in memory."""
+    """The last `size` ids recorded by this process, in memory."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._size = size
 
-    def first_time(self, value: str) -> bool:
-        if value in self._seen:
-            return False
+    def seen(self, value: str) -> bool:
+        return value in self._seen
+
+    def add(self, value: str) -> None:
         self._seen[value] = None
         if len(self._seen) > self._size:
             self._seen.popitem(last=False)
-        return True
 
 
 def strip_mentions(text: str, bot_user_id: str | None) -> str:
@@ -160,10 +215,13 @@ def _retry_num(req: AsyncBoltRequest) -> int:
         return 0
 
 
+def _team(body: Mapping[str, Any], event: Mapping[str, Any]) -> str:
+    return str(body.get("team_id") or event.get("team") or "")
+
+
 def _thread_key(body: Mapping[str, Any], event: Mapping[str, Any]) -> ConversationKey:
-    team = body.get("team_id") or event.get("team") or ""
     return ConversationKey(
-        team_id=str(team),
+        team_id=_team(body, event),
         channel_id=str(event.get("channel", "")),
         thread_ts=str(event.get("thread_ts") or event.get("ts", "")),
     )

@@ -8,6 +8,7 @@ from storage.answers import SqlAnswers
 from storage.claims import SqlClaims
 from storage.conversations import SqlConversations
 from storage.database import Database
+from storage.durable import SqlInbox, SqlInflightUsage, SqlKeptQuestions, SqlProcesses
 from storage.ledger import SqlUsageLedger
 from storage.workspace_settings import SqlWorkspaceSettings
 
@@ -20,6 +21,10 @@ class Storage:
     answers: SqlAnswers
     settings: SqlWorkspaceSettings
     claims: SqlClaims
+    inbox: SqlInbox
+    processes: SqlProcesses
+    inflight: SqlInflightUsage
+    kept: SqlKeptQuestions
 
     @classmethod
     async def open(cls, url: str) -> Storage:
@@ -32,6 +37,10 @@ class Storage:
             answers=SqlAnswers(db),
             settings=SqlWorkspaceSettings(db),
             claims=SqlClaims(db),
+            inbox=SqlInbox(db),
+            processes=SqlProcesses(db),
+            inflight=SqlInflightUsage(db),
+            kept=SqlKeptQuestions(db),
         )
 
     async def close(self) -> None:

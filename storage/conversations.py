@@ -69,6 +69,19 @@ class SqlConversations:
             rows = (await conn.execute(select(table).where(table.c.state == state.value))).all()
         return [_conversation(r._mapping) for r in rows]
 
+    async def take_orphan_runs(self, owner: str, live: Sequence[str]) -> list[Conversation]:
+        orphaned = (table.c.owner.is_(None)) | (table.c.owner.not_in(list(live)))
+        async with self._db.write() as conn:
+            rows = (
+                await conn.execute(
+                    update(table)
+                    .where(table.c.state == State.RESEARCHING.value, orphaned)
+                    .values(owner=owner, version=table.c.version + 1, updated_at=time.time())
+                    .returning(*table.c)
+                )
+            ).all()
+        return [_conversation(r._mapping) for r in rows]
+
 
 def _is(key: ConversationKey) -> tuple[Any, ...]:
     return (_KEY[0] == key.team_id, _KEY[1] == key.channel_id, _KEY[2] == key.thread_ts)
@@ -90,6 +103,9 @@ def _row(c: Conversation) -> dict[str, Any]:
         "created_at": c.created_at,
         "updated_at": c.updated_at,
         "version": c.version,
+        "owner": c.owner,
+        "resumes": c.resumes,
+        "applied": json.dumps(list(c.applied)),
     }
 
 
@@ -107,4 +123,7 @@ def _conversation(row: RowMapping) -> Conversation:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        owner=row["owner"],
+        resumes=row["resumes"],
+        applied=tuple(json.loads(row["applied"] or "[]")),
     )

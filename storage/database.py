@@ -36,10 +36,12 @@ class StorageError(Exception):
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, urgent: AsyncEngine) -> None:
         self.engine = engine
+        self._urgent = urgent
         self.dialect: str = engine.dialect.name
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._urgent_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         # Connections in use, so close() can wait for the last query of a listener.
         self._in_use = 0
         self._idle = asyncio.Event()
@@ -61,17 +63,17 @@ class Database:
         """Connect to `url` (sqlite+aiosqlite:// or postgresql+asyncpg://) and bring its
         schema up to date."""
         engine = _engine(url)
-        database = cls(engine)
+        database = cls(engine, _engine(url, urgent=True))
         try:
             if migrate:
                 await database.upgrade()
         except (OSError, DBAPIError) as exc:
-            await engine.dispose()
+            await database.close(grace=0)
             reason = getattr(exc, "orig", None) or exc
             where = make_url(url).render_as_string(hide_password=True)
             raise StorageError(f"Cannot open the database at {where}: {reason}") from exc
         except BaseException:
-            await engine.dispose()
+            await database.close(grace=0)
             raise
         return database
 
@@ -89,15 +91,22 @@ class Database:
             if self._idle.is_set():
                 break
         await self.engine.dispose()
+        await self._urgent.dispose()
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        `urgent` writes (what an acknowledgement waits for) go through a connection of their
+        own, so they never queue behind the writes of running research."""
+        engine, lock = (
+            (self._urgent, self._urgent_lock) if urgent else (self.engine, self._write_lock)
+        )
+        if lock is None:
+            async with engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.begin() as conn:
+        async with lock, engine.begin() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
@@ -128,14 +137,18 @@ class Database:
             return await conn.run_sync(_current_revision)
 
 
-def _engine(url: str) -> AsyncEngine:
+def _engine(url: str, *, urgent: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            parsed, connect_args={"timeout": 30}, pool_size=1 if urgent else 5
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    if urgent:
+        return create_async_engine(parsed, pool_size=2, max_overflow=2, pool_pre_ping=True)
     return create_async_engine(parsed, pool_size=5, max_overflow=10, pool_pre_ping=True)
 
 

@@ -10,39 +10,64 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, RowMapping, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.records import Totals, UsageRecord
 from storage.database import Database
-from storage.tables import from_nanos, to_nanos, usage
+from storage.tables import from_nanos, inflight_usage, to_nanos, usage
+
+
+def usage_values(u: UsageRecord, now: float) -> dict[str, Any]:
+    return {
+        "team_id": u.team_id,
+        "user_id": u.user_id,
+        "channel_id": u.channel_id,
+        "thread_ts": u.thread_ts,
+        "model": u.model,
+        "kind": u.kind,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "request_id": u.request_id,
+        "cost_nanousd": to_nanos(u.cost_usd),
+        "created_at": u.created_at or now,
+        "call_id": u.call_id or None,
+    }
+
+
+def record_from_row(row: RowMapping) -> UsageRecord:
+    return UsageRecord(
+        team_id=row["team_id"],
+        user_id=row["user_id"],
+        channel_id=row["channel_id"],
+        thread_ts=row["thread_ts"],
+        model=row["model"],
+        kind=row["kind"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        reasoning_tokens=row["reasoning_tokens"],
+        request_id=row["request_id"],
+        cost_usd=from_nanos(row["cost_nanousd"]),
+        created_at=row.get("created_at") or 0.0,
+        call_id=row.get("call_id") or "",
+    )
 
 
 async def insert_usage(conn: AsyncConnection, records: Sequence[UsageRecord]) -> None:
-    """Add the rows inside the caller's transaction."""
+    """Add the rows inside the caller's transaction. A call already in the ledger (its call_id)
+    is not added again, and its in-flight figures are dropped: they are now recorded."""
     if not records:
         return
     now = time.time()
+    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     await conn.execute(
-        insert(usage),
-        [
-            {
-                "team_id": u.team_id,
-                "user_id": u.user_id,
-                "channel_id": u.channel_id,
-                "thread_ts": u.thread_ts,
-                "model": u.model,
-                "kind": u.kind,
-                "input_tokens": u.input_tokens,
-                "output_tokens": u.output_tokens,
-                "reasoning_tokens": u.reasoning_tokens,
-                "request_id": u.request_id,
-                "cost_nanousd": to_nanos(u.cost_usd),
-                "created_at": u.created_at or now,
-            }
-            for u in records
-        ],
+        upsert(usage).on_conflict_do_nothing(), [usage_values(u, now) for u in records]
     )
+    call_ids = [u.call_id for u in records if u.call_id]
+    if call_ids:
+        await conn.execute(delete(inflight_usage).where(inflight_usage.c.call_id.in_(call_ids)))
 
 
 class SqlUsageLedger:
@@ -54,29 +79,10 @@ class SqlUsageLedger:
             await insert_usage(conn, records)
 
     async def records(self, team_id: str) -> list[UsageRecord]:
-        query = (
-            select(
-                usage.c.team_id,
-                usage.c.user_id,
-                usage.c.channel_id,
-                usage.c.thread_ts,
-                usage.c.model,
-                usage.c.kind,
-                usage.c.input_tokens,
-                usage.c.output_tokens,
-                usage.c.reasoning_tokens,
-                usage.c.request_id,
-                usage.c.cost_nanousd,
-                usage.c.created_at,
-            )
-            .where(usage.c.team_id == team_id)
-            .order_by(usage.c.id)
-        )
+        query = select(usage).where(usage.c.team_id == team_id).order_by(usage.c.id)
         async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return [
-            UsageRecord(*row[:10], cost_usd=from_nanos(row[10]), created_at=row[11]) for row in rows
-        ]
+            rows = (await conn.execute(query)).mappings().all()
+        return [record_from_row(row) for row in rows]
 
     async def by_model(self, team_id: str, since: float = 0.0) -> list[Totals]:
         return await self._grouped(usage.c.model, team_id, since, order=(usage.c.model,))

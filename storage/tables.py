@@ -29,6 +29,9 @@ conversations = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("owner", Text),  # the process streaming its research, while one does
+    Column("resumes", Integer, nullable=False),  # automatic restarts after interruptions
+    Column("applied", Text),  # JSON list of the message ts applied to it, the last few
 )
 
 usage = Table(
@@ -47,6 +50,7 @@ usage = Table(
     Column("request_id", Text, nullable=False),
     Column("cost_nanousd", BigInteger),  # NULL when the model has no known price
     Column("created_at", Float, nullable=False),
+    Column("call_id", Text, unique=True),  # each model call is recorded once
 )
 
 claims = Table(
@@ -54,6 +58,7 @@ claims = Table(
     metadata,
     Column("key", Text, primary_key=True),
     Column("claimed_at", Float, nullable=False),
+    Column("holder", Text, nullable=False),  # the event that claimed it
 )
 
 answers = Table(
@@ -85,6 +90,59 @@ workspace_settings = Table(
     Column("mcp_token_sealed", Text),  # encrypted bearer token, never plaintext
     Column("updated_by", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("body", Text, nullable=False),  # the event_callback as Slack sent it (JSON)
+    Column("owner", Text, nullable=False),  # the process handling it
+    Column("received_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("done_at", Float),  # NULL until handled
+)
+
+processes = Table(
+    "processes",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("draining", Integer, nullable=False),
+)
+
+inflight_usage = Table(
+    "inflight_usage",
+    metadata,
+    Column("call_id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("team_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("channel_id", Text, nullable=False),
+    Column("thread_ts", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("cost_nanousd", BigInteger),
+    Column("updated_at", Float, nullable=False),
+)
+
+kept_questions = Table(
+    "kept_questions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("team_id", Text, nullable=False),
+    Column("channel_id", Text, nullable=False),
+    Column("thread_ts", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("ts", Text, nullable=False),
+    Column("asked_at", Float, nullable=False),
 )
 
 NANOS_PER_USD: Final = Decimal(1_000_000_000)

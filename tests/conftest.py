@@ -59,6 +59,7 @@ def bot_settings(
         "HOST": "127.0.0.1",
         "PORT": "0",
         "PROGRESS_UPDATE_SECONDS": "0.3",
+        "DRAIN_SECONDS": "0",  # a test's bot stops at once unless the test says otherwise
         **extra,
     }
     if mode == "socket":

@@ -22,6 +22,7 @@ from bot.budget import BudgetGuard
 from bot.context import message_tokens
 from bot.conversation import Conversation, ConversationKey, State
 from bot.flags import AskOptions
+from bot.metering import UsageMeter
 from bot.qwen.client import ModelCall
 from bot.qwen.events import Event, Finished, ReasoningDelta, TextDelta, Usage
 from bot.thinking import max_input_tokens
@@ -92,6 +93,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         conversations=store.conversations,
         answers=store.answers,
         ledger=store.ledger,
+        meter=UsageMeter(),
         model=model,
         pricing=Pricing({"qwq-plus": Price(0.001, 0.002)}),
         config=AnswerConfig(model="qwen-plus", thinking_budget=None),

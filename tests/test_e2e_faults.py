@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from bot.conversation import ConversationKey, State
 from handlers.render import RETRY_ACTION, STOP_ACTION, key_value
-from storage import Storage
 from tests.conftest import SIGNING_SECRET, Harness, start_bot
 from tests.fakes.dashscope_server import (
     DEFAULT_REFERENCES,
@@ -23,7 +18,6 @@ from tests.fakes.dashscope_server import (
     Gate,
     HttpError,
     MidStreamError,
-    clarification_script,
     research_script,
     thinking_script,
 )
@@ -204,126 +198,3 @@ async def test_pending_clarification_survives_a_restart(
         finally:
             await runtime.stop()
     assert dashscope.requests[1].body["input"]["messages"][1]["content"] == QUESTION
-
-
-def _bot_process(slack: FakeSlack, dashscope: FakeDashScope, db: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(db.parent),
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_APP_TOKEN": "xapp-test",
-        "SLACK_API_URL": slack.api_url,
-        "DASHSCOPE_API_KEY": "sk-test",
-        "DASHSCOPE_HTTP_BASE_URL": dashscope.base_url,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "PROGRESS_UPDATE_SECONDS": "0.3",
-    }
-
-
-async def _research_in_subprocess(
-    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
-) -> tuple[asyncio.subprocess.Process, str]:
-    """A real `python -m bot` in Socket Mode, left in the middle of a research run."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=REPO,
-        env=_bot_process(slack, dashscope, tmp_path / "bot.sqlite3"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    await slack.wait_socket_connected(timeout=20)
-    dashscope.enqueue(clarification_script(QUESTION))
-    mention = app_mention(f"<@UBOT> {TOPIC}")
-    await slack.socket_send("events_api", _envelope(mention))
-    thread = str(mention["ts"])
-    await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == thread)
-    gate = Gate()
-    script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
-    dashscope.enqueue([*script[:6], gate, *script[6:]])
-    await slack.socket_send("events_api", _envelope(message("Personalised", thread_ts=thread)))
-    await gate.wait_reached(timeout=10)
-    return process, thread
-
-
-def _envelope(event: dict[str, Any]) -> dict[str, Any]:
-    from tests.fakes.slack_payloads import event_callback
-
-    return event_callback(event)
-
-
-async def test_sigterm_tells_the_thread_and_records_the_interruption(
-    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
-) -> None:
-    process, thread = await _research_in_subprocess(slack, dashscope, tmp_path)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert "interrupted because the bot restarted" in notices(slack, thread)
-    assert b"xoxb-test" not in stderr and b"sk-test" not in stderr
-
-    storage = await Storage.open(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
-    try:
-        conversation = await storage.conversations.get(key(thread))
-        assert conversation is not None and conversation.state is State.INTERRUPTED
-        assert [r.kind for r in await storage.ledger.records("T1")] == ["clarify", "research"]
-    finally:
-        await storage.close()
-
-
-async def test_restart_after_sigkill_reports_the_interrupted_run(
-    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
-) -> None:
-    process, thread = await _research_in_subprocess(slack, dashscope, tmp_path)
-    process.kill()
-    await asyncio.wait_for(process.wait(), 10)
-    assert "interrupted" not in notices(slack, thread)
-
-    runtime = await start_bot(slack, dashscope, tmp_path, "http")
-    try:
-        await slack.wait_for_call(
-            "chat.postMessage",
-            lambda c: c.args.get("thread_ts") == thread and "interrupted" in c.args["text"],
-        )
-        conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
-        assert conversation is not None and conversation.state is State.INTERRUPTED
-        async with aiohttp.ClientSession() as session:
-            bot = Harness(runtime, slack, dashscope, "http", session)
-            dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
-            await click(bot, RETRY_ACTION, thread)
-            await slack.wait_for_call("files.completeUploadExternal", timeout=20)
-    finally:
-        await runtime.stop()
-
-
-async def test_shutdown_while_the_question_is_being_asked_keeps_the_topic(
-    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
-) -> None:
-    gate = Gate()
-    script = clarification_script(QUESTION)
-    dashscope.enqueue([*script[:2], gate, *script[2:]])
-    async with aiohttp.ClientSession() as session:
-        runtime = await start_bot(slack, dashscope, tmp_path, "http")
-        try:
-            bot = Harness(runtime, slack, dashscope, "http", session)
-            mention = app_mention(f"<@UBOT> {TOPIC}")
-            await bot.send_event(mention)
-            await gate.wait_reached()
-        finally:
-            await runtime.stop()
-        thread = str(mention["ts"])
-        assert "interrupted" in notices(slack, thread)
-
-        runtime = await start_bot(slack, dashscope, tmp_path, "http")
-        try:
-            bot = Harness(runtime, slack, dashscope, "http", session)
-            dashscope.enqueue(clarification_script(QUESTION))
-            await click(bot, RETRY_ACTION, thread)
-            await slack.wait_for_call(
-                "chat.postMessage",
-                lambda c: c.args.get("thread_ts") == thread and "Which aspects" in str(c.args),
-            )
-        finally:
-            await runtime.stop()
-    assert dashscope.requests[1].body["input"]["messages"] == [{"role": "user", "content": TOPIC}]

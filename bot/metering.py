@@ -1,0 +1,85 @@
+"""Usage of model calls while they stream, so money spent is recorded even when a run is cut.
+
+Each call gets an id and a draft ledger row. The stream's cumulative figures update it in
+memory; the supervisor flushes changed ones to the database with its heartbeat. A call that
+ends normally is recorded in the ledger with its state change (and its in-flight row dropped in
+the same transaction); a call cut by a crash is recorded from its last flushed figures by
+whichever process notices its owner died. The call id makes the ledger record each call once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+
+from bot.qwen.events import Usage
+from bot.records import UsageRecord
+
+CostFn = Callable[[Usage], Decimal | None]
+
+
+class MeteredCall:
+    def __init__(self, meter: UsageMeter, draft: UsageRecord, cost: CostFn) -> None:
+        self._meter = meter
+        self._cost = cost
+        self.call_id = uuid.uuid4().hex
+        self._record = replace(draft, call_id=self.call_id, input_tokens=0, output_tokens=0)
+        self.usage: Usage | None = None
+
+    def see(self, usage: Usage) -> None:
+        """The stream's cumulative figures; the highest seen so far are kept."""
+        if self.usage is not None:
+            usage = Usage(
+                max(usage.input_tokens, self.usage.input_tokens),
+                max(usage.output_tokens, self.usage.output_tokens),
+                max(usage.reasoning_tokens, self.usage.reasoning_tokens),
+                usage.request_id or self.usage.request_id,
+            )
+        self.usage = usage
+        self._record = replace(
+            self._record,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            request_id=usage.request_id,
+            cost_usd=self._cost(usage),
+        )
+        self._meter.changed(self)
+
+    @property
+    def record(self) -> UsageRecord:
+        return self._record
+
+    def records(self) -> list[UsageRecord]:
+        """The ledger rows for this call so far: none until figures were seen."""
+        return [self._record] if self.usage is not None else []
+
+    def close(self) -> None:
+        self._meter.closed(self)
+
+
+class UsageMeter:
+    def __init__(self) -> None:
+        self._open: dict[str, MeteredCall] = {}
+        self._changed: set[str] = set()
+
+    def open(self, draft: UsageRecord, cost: CostFn) -> MeteredCall:
+        call = MeteredCall(self, draft, cost)
+        self._open[call.call_id] = call
+        return call
+
+    def changed(self, call: MeteredCall) -> None:
+        if call.call_id in self._open:
+            self._changed.add(call.call_id)
+
+    def closed(self, call: MeteredCall) -> None:
+        self._open.pop(call.call_id, None)
+        self._changed.discard(call.call_id)
+
+    def take_changed(self) -> list[UsageRecord]:
+        """Records of open calls whose figures changed since the last take."""
+        changed = [self._open[c].record for c in self._changed if c in self._open]
+        self._changed.clear()
+        return changed

@@ -1,0 +1,148 @@
+"""Leases on work, so that nothing accepted is lost when a process dies.
+
+Every process renews a heartbeat; the work it owns (inbox events, research runs, the usage of
+calls still streaming) is leased through it. Each tick, a process flushes the usage of its
+streaming calls and sweeps for work whose owner's heartbeat is older than the lease: it
+records the cut calls' usage, handles the events again, and adopts the runs. On SQLite there is
+only ever one process, so at start everything not its own is an orphan at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from bot.conversation import Conversation
+from bot.metering import UsageMeter
+from bot.ports import Conversations, Inbox, InflightUsage, OrphanEvent, Processes
+
+logger = logging.getLogger(__name__)
+
+# An event whose handling killed its process this many times is not handled again.
+MAX_EVENT_ATTEMPTS: Final = 3
+MIN_TICK_SECONDS: Final = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    process_id: str
+    lease_seconds: float
+    single_process: bool  # SQLite: no other process can be alive
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        processes: Processes,
+        inbox: Inbox,
+        inflight: InflightUsage,
+        conversations: Conversations,
+        meter: UsageMeter,
+        config: LeaseConfig,
+        replay: Callable[[OrphanEvent], Awaitable[None]],
+        adopt_run: Callable[[Conversation], Awaitable[None]],
+        watch_runs: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._processes = processes
+        self._inbox = inbox
+        self._inflight = inflight
+        self._conversations = conversations
+        self._meter = meter
+        self._config = config
+        self._replay = replay
+        self._adopt_run = adopt_run
+        self._watch_runs = watch_runs
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._work: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    @property
+    def process_id(self) -> str:
+        return self._config.process_id
+
+    @property
+    def tick_seconds(self) -> float:
+        return max(MIN_TICK_SECONDS, self._config.lease_seconds / 3)
+
+    async def start(self) -> None:
+        """Announce this process, take over what dead ones left, then keep the lease."""
+        await self._processes.beat(self.process_id)
+        await self.sweep()
+        self._task = asyncio.create_task(self._loop(), name="supervisor")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("supervisor tick failed; retrying on the next one")
+
+    async def tick(self) -> None:
+        await self._processes.beat(self.process_id, draining=self.draining)
+        await self._inflight.flush(self.process_id, self._meter.take_changed())
+        if self._watch_runs is not None:
+            await self._watch_runs()
+        if not self.draining:
+            await self.sweep()
+
+    async def live(self) -> list[str]:
+        if self._config.single_process:
+            return [self.process_id]
+        return await self._processes.live(self._clock() - self._config.lease_seconds)
+
+    async def sweep(self) -> None:
+        live = await self.live()
+        settled = await self._inflight.settle(live)
+        if settled:
+            logger.info("recorded the usage of %d model call(s) cut by a stopped process", settled)
+        for event in await self._inbox.take_orphans(self.process_id, live):
+            if event.attempts > MAX_EVENT_ATTEMPTS:
+                logger.error(
+                    "event %s of %s was cut %d times; not handling it again",
+                    event.event_id,
+                    event.team_id,
+                    event.attempts - 1,
+                )
+                await self._inbox.done(event.team_id, event.event_id)
+                continue
+            logger.info("handling event %s accepted by a stopped process", event.event_id)
+            self._spawn(self._replay(event), f"replay {event.event_id}")
+        for conversation in await self._conversations.take_orphan_runs(self.process_id, live):
+            logger.info("adopting research run %s from a stopped process", conversation.key)
+            self._spawn(self._adopt_run(conversation), f"adopt {conversation.key}")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("%s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def stop(self) -> None:
+        """Flush what is left of this process's usage and give up its lease at once, so a
+        live process takes over its work without waiting for the lease to expire."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in self._work:
+            task.cancel()
+        if self._work:
+            await asyncio.wait(self._work, timeout=5)
+        try:
+            await self._inflight.flush(self.process_id, self._meter.take_changed())
+        finally:
+            await self._processes.leave(self.process_id)

@@ -1,0 +1,193 @@
+"""What keeps accepted work from being lost: the inbox of Slack events, process heartbeats,
+the usage of calls still streaming, and questions kept while research runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from bot.conversation import ConversationKey
+from bot.ports import OrphanEvent
+from bot.records import UsageRecord
+from storage.database import Database
+from storage.ledger import insert_usage, record_from_row, usage_values
+from storage.tables import inbox, inflight_usage, kept_questions, processes, usage
+
+
+class SqlInbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def accept(self, team_id: str, event_id: str, body: str, owner: str) -> bool:
+        statement = (
+            self._db.upsert(inbox)
+            .values(
+                team_id=team_id,
+                event_id=event_id,
+                body=body,
+                owner=owner,
+                received_at=time.time(),
+                attempts=1,
+            )
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
+        # The acknowledgement waits for this write: it never queues behind run writes.
+        async with self._db.write(urgent=True) as conn:
+            return (await conn.execute(statement)).first() is not None
+
+    async def done(self, team_id: str, event_id: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(inbox.c.team_id == team_id, inbox.c.event_id == event_id)
+                .values(done_at=time.time())
+            )
+
+    async def take_orphans(
+        self, owner: str, live: Sequence[str], limit: int = 100
+    ) -> list[OrphanEvent]:
+        async with self._db.write() as conn:
+            rows = (
+                await conn.execute(
+                    update(inbox)
+                    .where(inbox.c.done_at.is_(None), inbox.c.owner.not_in(list(live)))
+                    .values(owner=owner, attempts=inbox.c.attempts + 1)
+                    .returning(inbox.c.team_id, inbox.c.event_id, inbox.c.body, inbox.c.attempts)
+                )
+            ).all()
+        return [OrphanEvent(*row) for row in rows[:limit]]
+
+    async def prune(self, older_than: float) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                delete(inbox).where(inbox.c.done_at.is_not(None), inbox.c.done_at < older_than)
+            )
+
+
+class SqlProcesses:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def beat(self, process_id: str, *, draining: bool = False) -> None:
+        now = time.time()
+        statement = self._db.upsert(processes).values(
+            id=process_id, started_at=now, heartbeat_at=now, draining=int(draining)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[processes.c.id], set_={"heartbeat_at": now, "draining": int(draining)}
+        )
+        async with self._db.write() as conn:
+            await conn.execute(statement)
+
+    async def live(self, since: float) -> list[str]:
+        async with self._db.read() as conn:
+            query = select(processes.c.id).where(processes.c.heartbeat_at >= since)
+            return list((await conn.execute(query)).scalars())
+
+    async def leave(self, process_id: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(delete(processes).where(processes.c.id == process_id))
+            # Rows of processes long gone, so the table stays small.
+            await conn.execute(
+                delete(processes).where(processes.c.heartbeat_at < time.time() - 86400)
+            )
+
+
+class SqlInflightUsage:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def flush(self, owner: str, records: Sequence[UsageRecord]) -> None:
+        if not records:
+            return
+        now = time.time()
+        async with self._db.write() as conn:
+            for record in records:
+                values = {**usage_values(record, now), "owner": owner, "updated_at": now}
+                del values["created_at"]
+                statement = self._db.upsert(inflight_usage).values(**values)
+                statement = statement.on_conflict_do_update(
+                    index_elements=[inflight_usage.c.call_id],
+                    set_={k: v for k, v in values.items() if k not in ("call_id", "owner")},
+                )
+                await conn.execute(statement)
+
+    async def settle(self, live: Sequence[str]) -> int:
+        """Move the last figures of calls whose process died into the ledger (once each);
+        drop rows of calls the ledger already has. Returns the number of calls recorded."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                delete(inflight_usage).where(
+                    inflight_usage.c.call_id.in_(
+                        select(usage.c.call_id).where(usage.c.call_id.is_not(None))
+                    )
+                )
+            )
+            rows = (
+                await conn.execute(
+                    delete(inflight_usage)
+                    .where(inflight_usage.c.owner.not_in(list(live)))
+                    .returning(*[c for c in inflight_usage.c if c.name not in ("owner",)])
+                )
+            ).all()
+            records = [record_from_row(row._mapping) for row in rows]
+            await insert_usage(conn, records)
+        return len(records)
+
+
+class SqlKeptQuestions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def keep(self, key: ConversationKey, user_id: str, text: str, ts: str = "") -> bool:
+        statement = (
+            self._db.upsert(kept_questions)
+            .values(
+                team_id=key.team_id,
+                channel_id=key.channel_id,
+                thread_ts=key.thread_ts,
+                user_id=user_id,
+                text=text,
+                ts=ts or uuid.uuid4().hex,
+                asked_at=time.time(),
+            )
+            .on_conflict_do_nothing()
+            .returning(kept_questions.c.id)
+        )
+        async with self._db.write() as conn:
+            return (await conn.execute(statement)).first() is not None
+
+    async def pending(self, key: ConversationKey) -> list[tuple[int, str, str]]:
+        """The thread's kept questions, oldest first: (id, user_id, text)."""
+        async with self._db.read() as conn:
+            query = (
+                select(kept_questions.c.id, kept_questions.c.user_id, kept_questions.c.text)
+                .where(*_thread(key))
+                .order_by(kept_questions.c.id)
+            )
+            return [(int(i), u, t) for i, u, t in (await conn.execute(query)).all()]
+
+    async def forget(self, question_id: int) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(delete(kept_questions).where(kept_questions.c.id == question_id))
+
+    async def threads(self) -> list[ConversationKey]:
+        """Threads with questions waiting."""
+        async with self._db.read() as conn:
+            query = select(
+                kept_questions.c.team_id, kept_questions.c.channel_id, kept_questions.c.thread_ts
+            ).distinct()
+            return [ConversationKey(*row) for row in (await conn.execute(query)).all()]
+
+
+def _thread(key: ConversationKey) -> tuple[Any, ...]:
+    return (
+        kept_questions.c.team_id == key.team_id,
+        kept_questions.c.channel_id == key.channel_id,
+        kept_questions.c.thread_ts == key.thread_ts,
+    )

@@ -1,0 +1,408 @@
+"""Nothing accepted is lost: real bot processes killed (SIGKILL) or stopped (SIGTERM) at the
+worst moments, then started again; events handled again from the inbox, runs resumed once,
+usage of cut calls recorded, questions kept across restarts, runs that never end ended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.conversation import State
+from handlers.render import RETRY_ACTION
+from storage import Storage
+from tests.conftest import Harness, start_bot
+from tests.fakes.dashscope_server import (
+    DEFAULT_REFERENCES,
+    FakeDashScope,
+    Gate,
+    Pause,
+    clarification_script,
+    keepalive_frame,
+    research_script,
+    thinking_script,
+)
+from tests.fakes.slack_payloads import app_mention, event_callback, message
+from tests.fakes.slack_server import FakeSlack
+from tests.test_e2e_faults import REPO, click, key, notices
+from tests.test_e2e_research import QUESTION, REPORT_CHUNKS, TOPIC, start_conversation
+
+RESUMING = "running it again from the start"
+
+
+def bot_env(slack: FakeSlack, dashscope: FakeDashScope, db: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(db.parent),
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_APP_TOKEN": "xapp-test",
+        "SLACK_API_URL": slack.api_url,
+        "DASHSCOPE_API_KEY": "sk-test",
+        "DASHSCOPE_HTTP_BASE_URL": dashscope.base_url,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "PROGRESS_UPDATE_SECONDS": "0.3",
+        "DRAIN_SECONDS": "0",
+        **extra,
+    }
+
+
+async def bot_process(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path, **extra: str
+) -> asyncio.subprocess.Process:
+    """A real `python -m bot` in Socket Mode against the fakes."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=REPO,
+        env=bot_env(slack, dashscope, tmp_path / "bot.sqlite3", **extra),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await slack.wait_socket_connected(timeout=20)
+    return process
+
+
+async def research_cut_at_a_gate(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path, **extra: str
+) -> tuple[asyncio.subprocess.Process, str, Gate]:
+    """A bot process in the middle of a research run (its stream parked at a gate)."""
+    process = await bot_process(slack, dashscope, tmp_path, **extra)
+    dashscope.enqueue(clarification_script(QUESTION))
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    await slack.socket_send("events_api", event_callback(mention))
+    thread = str(mention["ts"])
+    await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == thread)
+    gate = Gate()
+    script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
+    dashscope.enqueue([*script[:6], gate, *script[6:]])
+    await slack.socket_send("events_api", event_callback(message("Personalised", thread_ts=thread)))
+    await gate.wait_reached(timeout=10)
+    return process, thread, gate
+
+
+async def stored(tmp_path: Path, thread: str) -> tuple[Any, list[Any]]:
+    storage = await Storage.open(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
+    try:
+        conversation = await storage.conversations.get(key(thread))
+        return conversation, await storage.ledger.records("T1")
+    finally:
+        await storage.close()
+
+
+def inflight_rows(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM inflight_usage").fetchone()[0])
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def posts_saying(slack: FakeSlack, thread: str, phrase: str) -> int:
+    return sum(
+        1
+        for c in slack.calls_to("chat.postMessage")
+        if c.args.get("thread_ts") == thread and phrase in str(c.args.get("text"))
+    )
+
+
+def uploads(slack: FakeSlack) -> int:
+    return len(slack.calls_to("files.completeUploadExternal"))
+
+
+# --- accepted means recorded --------------------------------------------------------------
+
+
+async def test_a_mention_killed_just_after_its_ack_is_answered_after_restart(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    process = await bot_process(slack, dashscope, tmp_path)
+    gate = Gate()
+    dashscope.enqueue([gate, *clarification_script(QUESTION)])  # parked before any frame
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    ack = await slack.socket_send("events_api", event_callback(mention))
+    assert ack is not None  # Slack got its acknowledgement
+    await gate.wait_reached(timeout=10)
+    process.kill()
+    await asyncio.wait_for(process.wait(), 10)
+    thread = str(mention["ts"])
+    assert "Which aspects" not in notices(slack, thread)
+
+    dashscope.enqueue(clarification_script(QUESTION))
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == thread and "Which aspects" in str(c.args),
+            timeout=20,
+        )
+        conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
+        assert conversation is not None and conversation.state is State.AWAITING_CLARIFICATION
+    finally:
+        await runtime.stop()
+    asked = [r.body["input"]["messages"] for r in dashscope.requests]
+    assert asked[-1] == [{"role": "user", "content": TOPIC}]
+
+
+async def test_a_retry_of_an_event_never_recorded_is_handled(bot: Harness) -> None:
+    # The first delivery never reached the bot (it was down); Slack's retry is the first copy.
+    bot.dashscope.enqueue(clarification_script(QUESTION))
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    await bot.send_event(mention, event_id="EvLOST", retry_num=1)
+    await bot.slack.wait_for_call(
+        "chat.postMessage",
+        lambda c: c.args.get("thread_ts") == mention["ts"] and "Which aspects" in str(c.args),
+    )
+    # A second retry of the same, recorded event starts nothing.
+    await bot.send_event(mention, event_id="EvLOST", retry_num=2)
+    await asyncio.sleep(0.3)
+    assert len(bot.dashscope.requests) == 1
+
+
+async def test_shutdown_while_the_question_is_being_asked_asks_again_after_restart(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    gate = Gate()
+    script = clarification_script(QUESTION)
+    dashscope.enqueue([*script[:2], gate, *script[2:]])
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            mention = app_mention(f"<@UBOT> {TOPIC}")
+            await bot.send_event(mention)
+            await gate.wait_reached()
+        finally:
+            await runtime.stop()
+    thread = str(mention["ts"])
+    assert "Which aspects" not in notices(slack, thread)
+
+    dashscope.enqueue(clarification_script(QUESTION))
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == thread and "Which aspects" in str(c.args),
+        )
+    finally:
+        await runtime.stop()
+    assert dashscope.requests[1].body["input"]["messages"] == [{"role": "user", "content": TOPIC}]
+    _, records = await stored(tmp_path, thread)
+    # The cut question's tokens and the full one's: both paid, both recorded, once each.
+    assert [r.kind for r in records] == ["clarify", "clarify"]
+    assert len({r.call_id for r in records}) == 2
+
+
+# --- runs survive deploys and crashes -------------------------------------------------------
+
+
+async def test_sigterm_with_auto_resume_off_marks_the_run_interrupted(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    process, thread, _ = await research_cut_at_a_gate(
+        slack, dashscope, tmp_path, AUTO_RESUME="false"
+    )
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert "interrupted because the bot restarted" in notices(slack, thread)
+    assert b"xoxb-test" not in stderr and b"sk-test" not in stderr
+    conversation, records = await stored(tmp_path, thread)
+    assert conversation is not None and conversation.state is State.INTERRUPTED
+    assert [r.kind for r in records] == ["clarify", "research"]
+
+
+async def test_a_deploy_lets_a_run_finish_within_drain_seconds(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    process, thread, gate = await research_cut_at_a_gate(
+        slack, dashscope, tmp_path, DRAIN_SECONDS="20"
+    )
+    process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    assert process.returncode is None  # still draining
+    gate.release()
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert uploads(slack) == 1
+    assert "interrupted" not in notices(slack, thread)
+    conversation, records = await stored(tmp_path, thread)
+    assert conversation is not None and conversation.state is State.DONE
+    assert [r.kind for r in records] == ["clarify", "research"]
+
+
+async def test_a_run_cut_by_sigterm_resumes_once_on_the_next_start(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    process, thread, _ = await research_cut_at_a_gate(slack, dashscope, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert "interrupted" not in notices(slack, thread)
+    conversation, records = await stored(tmp_path, thread)
+    assert conversation is not None and conversation.state is State.RESEARCHING
+    assert [r.kind for r in records] == ["clarify", "research"]  # the cut call is paid for
+
+    dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await slack.wait_for_call("files.completeUploadExternal", timeout=20)
+    finally:
+        await runtime.stop()
+    assert posts_saying(slack, thread, RESUMING) == 1
+    assert uploads(slack) == 1
+    conversation, records = await stored(tmp_path, thread)
+    assert conversation is not None and conversation.state is State.DONE
+    assert [r.kind for r in records] == ["clarify", "research", "research"]
+    # The resumed run asked the same question as the cut one.
+    research_requests = [r for r in dashscope.requests if len(r.body["input"]["messages"]) > 1]
+    assert research_requests[0].body["input"] == research_requests[1].body["input"]
+
+
+async def test_sigkill_mid_run_records_its_tokens_and_resumes_then_a_second_cut_offers_retry(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    db = tmp_path / "bot.sqlite3"
+    process, thread, _ = await research_cut_at_a_gate(
+        slack, dashscope, tmp_path, RUN_LEASE_SECONDS="1"
+    )
+    await wait_until(lambda: inflight_rows(db) > 0)  # the heartbeat flushed the usage so far
+    process.kill()
+    await asyncio.wait_for(process.wait(), 10)
+
+    gate = Gate()
+    script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
+    dashscope.enqueue([*script[:6], gate, *script[6:]])
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await gate.wait_reached(timeout=20)
+        assert posts_saying(slack, thread, RESUMING) == 1
+        _, records = await stored(tmp_path, thread)
+        cut = [r for r in records if r.kind == "research"]
+        assert len(cut) == 1 and cut[0].output_tokens > 0  # streamed before the kill
+    finally:
+        await runtime.stop()  # a second interruption, while resumed
+
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == thread and "interrupted" in c.args["text"],
+        )
+        conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
+        assert conversation is not None and conversation.state is State.INTERRUPTED
+        async with aiohttp.ClientSession() as session:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+            await click(bot, RETRY_ACTION, thread)
+            await slack.wait_for_call("files.completeUploadExternal", timeout=20)
+    finally:
+        await runtime.stop()
+    assert posts_saying(slack, thread, RESUMING) == 1
+    assert uploads(slack) == 1
+    _, records = await stored(tmp_path, thread)
+    assert [r.kind for r in records] == ["clarify", "research", "research", "research"]
+
+
+async def test_questions_asked_during_research_are_answered_after_a_restart(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            thread = await start_conversation(bot)
+            gate = Gate()
+            script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
+            dashscope.enqueue([*script[:6], gate, *script[6:]])
+            await bot.send_event(message("Personalised learning", thread_ts=thread))
+            await gate.wait_reached()
+            await bot.send_event(message("Which source is newest?", thread_ts=thread))
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "once the report" in str(c.args),
+            )
+        finally:
+            await runtime.stop()
+
+    dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+    dashscope.enqueue(thinking_script(["Checking dates."], ["Source 1.1 is newest."]))
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == thread and "newest" in str(c.args),
+            timeout=20,
+        )
+    finally:
+        await runtime.stop()
+    assert dashscope.requests[-1].body["input"]["messages"][-1] == {
+        "role": "user",
+        "content": "Which source is newest?",
+    }
+
+
+# --- bounded runs ----------------------------------------------------------------------------
+
+
+async def test_a_stream_of_keepalives_that_never_ends_is_ended_after_run_max_seconds(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    endless = [keepalive_frame("req-ka") if i % 2 == 0 else Pause(0.05) for i in range(2000)]
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(
+            slack, dashscope, tmp_path, "http", RUN_MAX_SECONDS="2", RUN_LEASE_SECONDS="1"
+        )
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            thread = await start_conversation(bot)
+            dashscope.enqueue(endless)
+            await bot.send_event(message("Personalised learning", thread_ts=thread))
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "longer than" in str(c.args),
+                timeout=15,
+            )
+            conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
+            assert conversation is not None and conversation.state is State.FAILED
+            assert "Retry" in notices(slack, thread)
+        finally:
+            await runtime.stop()
+
+
+async def test_a_silent_stream_is_ended_after_stream_idle_seconds(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(
+            slack, dashscope, tmp_path, "http", STREAM_IDLE_SECONDS="1", RUN_LEASE_SECONDS="1"
+        )
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            thread = await start_conversation(bot)
+            gate = Gate()
+            script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
+            dashscope.enqueue([*script[:3], gate, *script[3:]])
+            await bot.send_event(message("Personalised learning", thread_ts=thread))
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "sent nothing for" in str(c.args),
+                timeout=15,
+            )
+            conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
+            assert conversation is not None and conversation.state is State.FAILED
+            _, records = await stored(tmp_path, thread)
+            assert [r.kind for r in records] == ["clarify", "research"]
+        finally:
+            await runtime.stop()
