@@ -232,7 +232,7 @@ class AnswerService:
 
     async def _answer(self, draft: StoredAnswer, plan: thinking.Plan, sink: AnswerSink) -> None:
         result = thinking.Result()
-        call = self._meter.open(
+        opened = await self._meter.open(
             UsageRecord(
                 team_id=draft.team_id,
                 user_id=draft.user_id,
@@ -245,6 +245,10 @@ class AnswerService:
             ),
             lambda u: self._cost(draft.model, u, thinking=u.reasoning_tokens > 0),
         )
+        if opened is None:
+            await sink.notice(await self._budget.refusal_held(draft.team_id))
+            return
+        call = opened
         try:
             async for event in self._model.stream(plan.call):
                 result.apply(event)

@@ -6,8 +6,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
 from bot.ports import UsageLedger
+
+# Tokens a call is expected to use, held against the budget until its real usage is known.
+ESTIMATED_TOKENS: Final = {"clarify": 2_000, "research": 60_000, "answer": 8_000}
+HELD: Final = (
+    "This workspace's monthly token budget is taken up by research and answers still running, "
+    "so I can't start more right now. Please try again when they have finished."
+)
 
 
 def month_start(now: float) -> datetime:
@@ -62,6 +70,19 @@ class BudgetGuard:
         start = month_start(now)
         used = await self._usage.tokens(team_id, since=start.timestamp())
         return BudgetStatus(self._limit, used, start, next_month_start(now))
+
+    @property
+    def limit(self) -> int | None:
+        return self._limit
+
+    def since(self) -> float:
+        """Where the month counted now starts."""
+        return month_start(self._clock()).timestamp()
+
+    async def refusal_held(self, team_id: str) -> str:
+        """The sentence when a call's reservation was refused: the budget is used up, or
+        held by work still running."""
+        return await self.refusal(team_id) or HELD
 
     async def refusal(self, team_id: str) -> str | None:
         """The sentence to show instead of starting new work, or None when work may start.

@@ -1,21 +1,26 @@
-"""Settings: read once from the environment (and ./.env), validated, frozen."""
+"""Settings: read once from the environment (and ./.env), validated, frozen.
+
+Importing this module needs only the standard library, so `scripts/start` can check the
+settings (`preflight`) with a bare Python before it spends a minute installing the bot.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
-from bot.secrets_box import MIN_SECRET_KEY_CHARS
 from bot.usage import Pricing, PricingError, load_pricing
 
 DEFAULT_SLACK_API_URL: Final = "https://slack.com/api/"
 DEFAULT_DASHSCOPE_URL: Final = "https://dashscope.aliyuncs.com/api/v1"
 DEFAULT_DATABASE_URL: Final = "sqlite:///data/bot.sqlite3"
 
+_SIGNING_SECRET_PATH: Final = "Basic Information > App Credentials > Signing Secret"
 # Where an operator gets each required value; shown verbatim when it is missing.
 _WHERE: Final[dict[str, str]] = {
     "SLACK_BOT_TOKEN": (
@@ -23,12 +28,12 @@ _WHERE: Final[dict[str, str]] = {
         "https://api.slack.com/apps?new_app=1, install it, then OAuth & Permissions"
     ),
     "SLACK_APP_TOKEN": (
-        "an app-level token (xapp-...) with the connections:write scope: "
-        "Basic Information > App-Level Tokens (Socket Mode)"
+        "an app-level token (xapp-...) for Socket Mode, which manifest.yml turns on (no public "
+        "URL needed): Basic Information > App-Level Tokens > Generate, scope connections:write"
     ),
     "SLACK_SIGNING_SECRET": (
-        "Basic Information > App Credentials > Signing Secret (needed in HTTP mode; "
-        "or set SLACK_APP_TOKEN to use Socket Mode instead)"
+        f"{_SIGNING_SECRET_PATH} (needed in HTTP mode; or set SLACK_APP_TOKEN to use Socket "
+        "Mode instead)"
     ),
     "DASHSCOPE_API_KEY": (
         "a Model Studio API key (sk-...) from the Beijing region: "
@@ -69,6 +74,8 @@ class Settings:
     auto_resume: bool = True
     run_max_seconds: float = 45 * 60.0
     stream_idle_seconds: float = 10 * 60.0
+    user_max_running: int = 2  # research runs at once per person (fleet wide); more queue
+    workspace_max_running: int = 10  # and per workspace
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
@@ -138,13 +145,32 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None,
-    *,
-    force_http: bool = False,
-    dotenv: Path | None = Path(".env"),
-) -> Settings:
-    """Build Settings from the environment; the real environment wins over .env."""
+def missing_settings(get: Callable[[str], str | None], *, force_http: bool) -> str | None:
+    """What is missing to start, each with where to get it, Socket Mode first; None if nothing.
+
+    Without SLACK_APP_TOKEN and SLACK_SIGNING_SECRET the message leads with the app token:
+    manifest.yml turns Socket Mode on, and it needs no public URL."""
+    socket_first = not force_http and get("SLACK_APP_TOKEN") is None
+    socket_first = socket_first and get("SLACK_SIGNING_SECRET") is None
+    names = ["SLACK_APP_TOKEN"] if socket_first else []
+    names += [n for n in ("SLACK_BOT_TOKEN", "DASHSCOPE_API_KEY") if get(n) is None]
+    if force_http and get("SLACK_SIGNING_SECRET") is None:
+        names.append("SLACK_SIGNING_SECRET")
+    if not names:
+        return None
+    lines = [f"  {name}: {_WHERE[name]}" for name in names]
+    if socket_first:
+        lines.append(
+            f"  (or, for HTTP mode instead of Socket Mode, SLACK_SIGNING_SECRET: "
+            f"{_SIGNING_SECRET_PATH})"
+        )
+    return (
+        "Missing settings (put them in the environment or in ./.env; .env.example lists them "
+        "all):\n" + "\n".join(lines)
+    )
+
+
+def _reader(environ: Mapping[str, str] | None, dotenv: Path | None) -> Callable[[str], str | None]:
     env: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv is not None else {}
     env.update(os.environ if environ is None else environ)
 
@@ -152,19 +178,42 @@ def load_settings(
         value = env.get(name, "").strip()
         return value or None
 
+    return get
+
+
+def preflight(argv: list[str] | None = None) -> int:
+    """`scripts/start`'s check before installing: 2 with the sentence when settings are
+    missing, else 0. Standard library only; `python -m bot` checks everything again."""
+    args = sys.argv[1:] if argv is None else argv
+    message = missing_settings(_reader(None, Path(".env")), force_http="--http" in args)
+    if message is None:
+        return 0
+    print(f"Cannot start the bot.\n{message}", file=sys.stderr)
+    print(
+        "\nCreate the Slack app in one step from manifest.yml (see README.md), then set the "
+        "values above.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    force_http: bool = False,
+    dotenv: Path | None = Path(".env"),
+) -> Settings:
+    """Build Settings from the environment; the real environment wins over .env."""
+    # Imported here, not at the top: the start script's pre-check runs before `cryptography`
+    # is installed.
+    from bot.secrets_box import MIN_SECRET_KEY_CHARS
+
+    get = _reader(environ, dotenv)
     app_token = get("SLACK_APP_TOKEN")
     http_mode = force_http or app_token is None
-    required = ["SLACK_BOT_TOKEN", "DASHSCOPE_API_KEY"]
-    if http_mode:
-        required.append("SLACK_SIGNING_SECRET")
-    missing = [name for name in required if get(name) is None]
-    if missing:
-        lines = [f"  {name}: {_WHERE[name]}" for name in missing]
-        if http_mode and not force_http:
-            lines.append(f"  (or, for Socket Mode, SLACK_APP_TOKEN: {_WHERE['SLACK_APP_TOKEN']})")
-        raise ConfigError(
-            "Missing settings (put them in the environment or in ./.env):\n" + "\n".join(lines)
-        )
+    missing = missing_settings(get, force_http=force_http)
+    if missing is not None:
+        raise ConfigError(missing)
 
     problems: list[str] = []
     bot_token = get("SLACK_BOT_TOKEN") or ""
@@ -206,6 +255,10 @@ def load_settings(
     drain = number("DRAIN_SECONDS", 25.0)
     run_max = number("RUN_MAX_SECONDS", 45 * 60.0)
     idle = number("STREAM_IDLE_SECONDS", 10 * 60.0)
+    user_cap = int(number("USER_MAX_RUNNING", 2, integer=True))
+    workspace_cap = int(number("WORKSPACE_MAX_RUNNING", 10, integer=True))
+    if user_cap < 1 or workspace_cap < 1:
+        problems.append("USER_MAX_RUNNING and WORKSPACE_MAX_RUNNING must be at least 1")
     auto_resume = (get("AUTO_RESUME") or "true").lower()
     if auto_resume not in ("true", "false", "1", "0", "yes", "no"):
         problems.append(f"AUTO_RESUME must be true or false, got {get('AUTO_RESUME')!r}")
@@ -249,6 +302,8 @@ def load_settings(
         auto_resume=auto_resume in ("true", "1", "yes"),
         run_max_seconds=run_max,
         stream_idle_seconds=idle,
+        user_max_running=user_cap,
+        workspace_max_running=workspace_cap,
         research_model=get("RESEARCH_MODEL") or "qwen-deep-research",
         thinking_model=get("THINKING_MODEL") or "qwen-plus",
         progress_update_seconds=progress,

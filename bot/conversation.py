@@ -15,6 +15,7 @@ from bot.research_options import ResearchOptions
 
 class State(StrEnum):
     AWAITING_CLARIFICATION = "awaiting_clarification"
+    QUEUED = "queued"  # research waits for a free slot (USER_/WORKSPACE_MAX_RUNNING)
     RESEARCHING = "researching"
     DONE = "done"
     FAILED = "failed"
@@ -23,7 +24,7 @@ class State(StrEnum):
 
 
 _RESTARTABLE: Final = frozenset(
-    {State.AWAITING_CLARIFICATION, State.RESEARCHING, State.FAILED, State.INTERRUPTED}
+    {State.AWAITING_CLARIFICATION, State.QUEUED, State.FAILED, State.INTERRUPTED}
 )
 
 # Every state change a conversation may make, in one place; Conversation.to() checks it.
@@ -32,12 +33,15 @@ TRANSITIONS: Final[MappingProxyType[State, frozenset[State]]] = MappingProxyType
         # The clarifying question was asked (a draft becomes this state when it is first
         # stored); the answer starts research; asking failed or was cut by a shutdown.
         State.AWAITING_CLARIFICATION: frozenset(
-            {State.AWAITING_CLARIFICATION, State.RESEARCHING, State.FAILED, State.INTERRUPTED}
+            {State.AWAITING_CLARIFICATION, State.QUEUED, State.FAILED, State.INTERRUPTED}
         ),
+        # Research starts only from the queue: admitted when a slot is free (or ended by Stop).
+        State.QUEUED: frozenset({State.RESEARCHING, State.CANCELLED, State.FAILED}),
+        # Throttled by Model Studio before any output: back in the queue.
         State.RESEARCHING: frozenset(
-            {State.DONE, State.FAILED, State.CANCELLED, State.INTERRUPTED}
+            {State.DONE, State.FAILED, State.CANCELLED, State.INTERRUPTED, State.QUEUED}
         ),
-        State.DONE: frozenset({State.RESEARCHING}),  # "Research this deeper"
+        State.DONE: frozenset({State.QUEUED}),  # "Research this deeper"
         # Retry re-runs the step that did not finish: the clarifying question or research.
         State.FAILED: _RESTARTABLE,
         State.CANCELLED: _RESTARTABLE,
@@ -86,6 +90,8 @@ class Conversation:
     # The Slack messages (ts) applied to it, the most recent few: an event handled again
     # after a crash finds its message here and changes nothing.
     applied: tuple[str, ...] = ()
+    queued_at: float = 0.0  # when it joined the research queue (the queue is oldest first)
+    not_before: float = 0.0  # a throttled run waits in the queue until then
 
     def handled(self, ts: str) -> bool:
         return bool(ts) and ts in self.applied

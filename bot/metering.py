@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
+from bot.budget import ESTIMATED_TOKENS, BudgetGuard
+from bot.ports import InflightUsage
 from bot.qwen.events import Usage
 from bot.records import UsageRecord
 
@@ -61,12 +63,37 @@ class MeteredCall:
 
 
 class UsageMeter:
-    def __init__(self) -> None:
+    """`budget` and `inflight` make each call hold its estimate of the workspace's monthly
+    budget from its start (recorded in the database, so the whole fleet sees it) until its
+    real usage is recorded: a burst of calls cannot overshoot the budget by more than one."""
+
+    def __init__(
+        self,
+        *,
+        inflight: InflightUsage | None = None,
+        owner: str = "",
+        budget: BudgetGuard | None = None,
+    ) -> None:
+        self._inflight = inflight
+        self._owner = owner
+        self._budget = budget
         self._open: dict[str, MeteredCall] = {}
         self._changed: set[str] = set()
 
-    def open(self, draft: UsageRecord, cost: CostFn) -> MeteredCall:
+    async def open(self, draft: UsageRecord, cost: CostFn) -> MeteredCall | None:
+        """A new call; None if the workspace's budget cannot hold it (nothing started)."""
         call = MeteredCall(self, draft, cost)
+        if self._inflight is not None:
+            budget = self._budget
+            reserved = await self._inflight.reserve(
+                self._owner,
+                call.record,
+                ESTIMATED_TOKENS.get(draft.kind, 0),
+                limit=budget.limit if budget is not None else None,
+                since=budget.since() if budget is not None else 0.0,
+            )
+            if not reserved:
+                return None
         self._open[call.call_id] = call
         return call
 

@@ -30,6 +30,18 @@ class Conversations(Protocol):
 
     async def in_state(self, state: State) -> list[Conversation]: ...
 
+    async def admit(
+        self, owner: str, *, user_cap: int, workspace_cap: int, now: float
+    ) -> list[Conversation]:
+        """Move queued conversations (oldest first, throttled ones once `now` passed their
+        wait) into research while their user and workspace run fewer than the caps, fleet
+        wide; returns those admitted, now owned by `owner`."""
+        ...
+
+    async def queue_position(self, conversation: Conversation) -> int:
+        """1 for the first in its workspace's queue."""
+        ...
+
     async def take_orphan_runs(self, owner: str, live: Sequence[str]) -> list[Conversation]:
         """Researching conversations whose owner is not among the `live` processes, now
         owned by `owner` (saved, so a second taker finds them taken)."""
@@ -121,6 +133,20 @@ class Processes(Protocol):
 
 class InflightUsage(Protocol):
     """The last cumulative usage of calls still streaming."""
+
+    async def reserve(
+        self,
+        owner: str,
+        draft: UsageRecord,
+        estimate: int,
+        *,
+        limit: int | None,
+        since: float,
+    ) -> bool:
+        """Start tracking call `draft.call_id`, holding `estimate` tokens of the workspace's
+        budget until its usage is recorded. False (nothing written) if the workspace's usage
+        since `since` plus what running calls hold has reached `limit`."""
+        ...
 
     async def flush(self, owner: str, records: Sequence[UsageRecord]) -> None: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -92,6 +93,8 @@ class ResearchConfig:
     auto_resume: bool = True  # a run cut by a shutdown or crash restarts once by itself
     run_max_seconds: float = 45 * 60
     stream_idle_seconds: float = 10 * 60
+    user_max_running: int = 2  # research runs at once per person, fleet wide
+    workspace_max_running: int = 10  # and per workspace; more wait in the queue
 
 
 @dataclass(slots=True)
@@ -101,8 +104,11 @@ class _CallResult:
     usage: Usage | None = None
     error: StreamError | None = None
     finished: bool = False
+    streamed: bool = False  # anything came before an error (so it is not a mere refusal)
 
     def apply(self, event: object) -> None:
+        if not isinstance(event, StreamError):
+            self.streamed = True
         match event:
             case TextDelta(phase=phase, text=text) if phase == ANSWER:
                 self.text += text
@@ -138,9 +144,11 @@ class ResearchService:
         follow_up: FollowUpHandler | None = None,
         pacer: WorkspacePacer | None = None,
         budget: BudgetCheck | None = None,
+        budget_held: Callable[[str], Awaitable[str]] | None = None,
         workspace_settings: WorkspaceSettingsLookup | None = None,
     ) -> None:
         self._budget = budget
+        self._budget_held = budget_held
         self._workspace_settings = workspace_settings
         self._follow_up = follow_up
         self._pacer = pacer or WorkspacePacer()
@@ -160,6 +168,7 @@ class ResearchService:
         self._stop_reasons: dict[ConversationKey, StopReason] = {}
         # When each local run started, and when its stream last said anything (monotonic).
         self._started: dict[ConversationKey, float] = {}
+        self._throttled: dict[ConversationKey, int] = {}  # Throttling answers in a row
         self._last_frame: dict[ConversationKey, float] = {}
         # Clarifying steps run inside Slack's listener tasks; shutdown must reach them too.
         self._steps: set[asyncio.Task[Any]] = set()
@@ -225,10 +234,10 @@ class ResearchService:
                 await self._clarify(conversation, sink, exists=False)
             else:
                 created = await self._store.create(
-                    conversation.to(State.RESEARCHING, owner=self._config.process_id)
+                    conversation.to(State.QUEUED, queued_at=time.time())
                 )
                 if created is not None:
-                    self._start_run(created)
+                    await self._after_queued(created)
 
     async def reply(
         self,
@@ -242,6 +251,22 @@ class ResearchService:
     ) -> None:
         """A human replied in a thread (message `ts`); only threads with a conversation get
         here. A message applied before (an event handled again after a crash) is ignored."""
+        try:
+            await self._reply(key, user_id, text, ts, images, refusals)
+        except StaleConversation:
+            # Another process changed the thread meanwhile (a second reply won the race):
+            # act on what it is now, once.
+            await self._reply(key, user_id, text, ts, images, ())
+
+    async def _reply(
+        self,
+        key: ConversationKey,
+        user_id: str,
+        text: str,
+        ts: str,
+        images: Sequence[Image],
+        refusals: Sequence[str],
+    ) -> None:
         async with self._lock(key):
             conversation = await self._store.get(key)
             if conversation is None or conversation.handled(ts):
@@ -265,7 +290,7 @@ class ResearchService:
                         applied=conversation.applying(ts),
                     )
                 )
-            elif conversation.state is State.RESEARCHING:
+            elif conversation.state in (State.RESEARCHING, State.QUEUED):
                 if self._follow_up is not None and text.strip():
                     # Kept in the database: whichever process finishes the run answers it.
                     if await self._kept.keep(key, user_id, text, ts):
@@ -292,6 +317,12 @@ class ResearchService:
 
     async def retry(self, key: ConversationKey) -> None:
         """Re-run the step that did not finish, with the same history."""
+        try:
+            await self._retry(key)
+        except StaleConversation:
+            logger.info("retry in %s lost to a change made elsewhere", key)  # a second press
+
+    async def _retry(self, key: ConversationKey) -> None:
         async with self._lock(key):
             conversation = await self._store.get(key)
             if conversation is None or conversation.state not in (
@@ -317,6 +348,18 @@ class ResearchService:
     ) -> bool:
         """Another research round in a finished thread, with everything said since the report
         (`messages`) and `request` as the new question. False if the thread is not done."""
+        try:
+            return await self._research_again(key, user_id, messages, request)
+        except StaleConversation:
+            return False  # a round started elsewhere meanwhile
+
+    async def _research_again(
+        self,
+        key: ConversationKey,
+        user_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        request: str,
+    ) -> bool:
         async with self._lock(key):
             conversation = await self._store.get(key)
             if conversation is None or conversation.state is not State.DONE:
@@ -350,7 +393,10 @@ class ResearchService:
         # (watch_runs), ends its stream and records the usage.
         async with self._lock(key):
             conversation = await self._store.get(key)
-            if conversation is None or conversation.state is not State.RESEARCHING:
+            if conversation is None or conversation.state not in (
+                State.RESEARCHING,
+                State.QUEUED,
+            ):
                 return False
             try:
                 await self._store.save(conversation.to(State.CANCELLED, owner=None))
@@ -385,7 +431,9 @@ class ResearchService:
         await sink.post_notice(_INTERRUPTED, retry=True)
 
     async def watch_runs(self) -> None:
-        """End local runs stopped or taken over elsewhere, too long, or silent too long."""
+        """End local runs stopped or taken over elsewhere, too long, or silent too long;
+        start queued research whose slot freed elsewhere or whose wait ended."""
+        await self._admit()
         now = self._clock()
         for key, task in list(self._runs.items()):
             if task.done():
@@ -442,7 +490,10 @@ class ResearchService:
         """Step 1: ask the model for its clarifying question and relay it."""
         await sink.set_status("is reading your request…")
         result = _CallResult()
-        call = self._metered(conversation, "clarify")
+        call = await self._metered(conversation, "clarify")
+        if call is None:
+            await sink.post_notice(await self._held(conversation.key.team_id))
+            return
         task = asyncio.current_task()
         if task is not None:
             self._steps.add(task)
@@ -500,10 +551,53 @@ class ResearchService:
             await self._store.create(conversation, usage)
 
     async def _begin_research(self, conversation: Conversation) -> None:
-        started = conversation.to(
-            State.RESEARCHING, progress_ts=None, owner=self._config.process_id, resumes=0
+        """Research joins the queue and starts at once if its user and workspace have a free
+        slot (fleet wide); else the thread is told its place in the queue."""
+        queued = await self._store.save(
+            conversation.to(
+                State.QUEUED,
+                progress_ts=None,
+                owner=None,
+                resumes=0,
+                queued_at=time.time(),
+                not_before=0.0,
+            )
         )
-        self._start_run(await self._store.save(started))
+        await self._after_queued(queued)
+
+    async def _after_queued(self, queued: Conversation) -> None:
+        if queued.key in await self._admit():
+            return
+        position = await self._store.queue_position(queued)
+        await self._sinks(queued.key).post_notice(_QUEUED.format(position=_ordinal(position)))
+
+    async def _admit(self) -> set[ConversationKey]:
+        """Start the queued research that fits under the caps now; the keys started here."""
+        if not self._accepting:
+            return set()
+        admitted = await self._store.admit(
+            self._config.process_id,
+            user_cap=self._config.user_max_running,
+            workspace_cap=self._config.workspace_max_running,
+            now=time.time(),
+        )
+        for conversation in admitted:
+            self._start_run(conversation)
+        return {c.key for c in admitted}
+
+    def _admit_later(self) -> None:
+        """A slot freed: let the queue move, without holding up the run that ended."""
+        if not self._accepting:
+            return
+        task = asyncio.create_task(self._admit_quietly(), name="admit")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _admit_quietly(self) -> None:
+        try:
+            await self._admit()
+        except Exception:
+            logger.exception("could not start queued research")
 
     def _start_run(self, conversation: Conversation) -> None:
         key = conversation.key
@@ -518,6 +612,7 @@ class ResearchService:
             del self._runs[key]
             self._started.pop(key, None)
             self._last_frame.pop(key, None)
+            self._admit_later()
 
     async def _research(self, conversation: Conversation) -> None:
         """A run ends with a notice however it ends: never left researching by a crash."""
@@ -557,7 +652,12 @@ class ResearchService:
             pace=lambda wait: self._pacer.acquire(key.team_id, max_wait=wait),
         )
         result = _CallResult()
-        call = self._metered(conversation, "research")
+        metered = await self._metered(conversation, "research")
+        if metered is None:
+            await self._store.save(conversation.to(State.FAILED, owner=None))
+            await sink.post_notice(await self._held(key.team_id), retry=True)
+            return
+        call = metered
         try:
             ts = await progress.start()
             conversation = await self._store.save(replace(conversation, progress_ts=ts))
@@ -588,6 +688,21 @@ class ResearchService:
         duration = self._clock() - started
         usage = call.records()
         error = result.outcome
+        if error is not None and error.code.startswith("Throttling") and not result.streamed:
+            # Model Studio's account-wide rate limit, before any output: wait in the queue.
+            throttled = self._throttled.get(key, 0) + 1
+            self._throttled[key] = throttled
+            wait = min(THROTTLE_MAX_WAIT, THROTTLE_WAIT * 2 ** (throttled - 1)) * _jitter()
+            await self._store.save(
+                conversation.to(State.QUEUED, owner=None, not_before=time.time() + wait),
+                usage,
+            )
+            # Any process's supervisor admits it once the wait is over; this one tries then.
+            asyncio.get_running_loop().call_later(wait + 0.05, self._admit_later)
+            await sink.post_notice(_THROTTLED.format(seconds=max(1, round(wait))))
+            self._finish_later(progress, Stage.STOPPED)
+            return
+        self._throttled.pop(key, None)
         if error is not None or not result.text.strip():
             await self._store.save(conversation.to(State.FAILED, owner=None), usage)
             _log_model_error(key, error or STREAM_CUT)
@@ -700,7 +815,12 @@ class ResearchService:
             return WorkspaceResearch()
         return await self._workspace_settings(team_id)
 
-    def _metered(self, conversation: Conversation, kind: str) -> MeteredCall:
+    async def _held(self, team_id: str) -> str:
+        if self._budget_held is None:
+            return _BUDGET_HELD
+        return await self._budget_held(team_id)
+
+    async def _metered(self, conversation: Conversation, kind: str) -> MeteredCall | None:
         key = conversation.key
         draft = UsageRecord(
             team_id=key.team_id,
@@ -713,7 +833,7 @@ class ResearchService:
             output_tokens=0,
         )
         model = conversation.model
-        return self._meter.open(
+        return await self._meter.open(
             draft, lambda u: self._pricing.cost(model, u.input_tokens, u.output_tokens)
         )
 
@@ -749,6 +869,28 @@ _INTERRUPTED: Final = (
     "Press Retry to run it again."
 )
 _RESTARTING: Final = "I'm restarting right now. Please try again in a minute."
+_BUDGET_HELD: Final = "This workspace's token budget can't take more work right now."
+_QUEUED: Final = (
+    "Your research is queued: it is {position} in line for this workspace, behind research "
+    "already running. It starts by itself when a slot frees."
+)
+_THROTTLED: Final = (
+    "Model Studio is busy right now (its rate limit for this account). Your research is back "
+    "in the queue and starts again in about {seconds} seconds."
+)
+THROTTLE_WAIT: Final = 10.0
+THROTTLE_MAX_WAIT: Final = 300.0
+
+
+def _jitter() -> float:
+    return random.uniform(0.8, 1.2)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 _RESUMING: Final = (
     "The bot restarted while this research was running, so I'm running it again from the "
     "start. (This happens once by itself; if it is cut again, you'll get a Retry button.)"

@@ -82,8 +82,8 @@ class BotRuntime:
                 retry=self._model_retry,
             )
             budget = BudgetGuard(storage.ledger, settings.workspace_monthly_token_budget)
-            meter = UsageMeter()
             process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            meter = UsageMeter(inflight=storage.inflight, owner=process_id, budget=budget)
             answers = AnswerService(
                 conversations=storage.conversations,
                 answers=storage.answers,
@@ -118,9 +118,12 @@ class BotRuntime:
                     auto_resume=settings.auto_resume,
                     run_max_seconds=settings.run_max_seconds,
                     stream_idle_seconds=settings.stream_idle_seconds,
+                    user_max_running=settings.user_max_running,
+                    workspace_max_running=settings.workspace_max_running,
                 ),
                 follow_up=answers.follow_up,
                 budget=budget.refusal,
+                budget_held=budget.refusal_held,
                 workspace_settings=workspace_settings.research,
             )
             self.services = Services(

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, func, select, update
 
 from bot.conversation import Conversation, ConversationKey, StaleConversation, State
 from bot.records import UsageRecord
@@ -19,6 +20,7 @@ from storage.ledger import insert_usage
 from storage.tables import conversations as table
 
 _KEY = (table.c.team_id, table.c.channel_id, table.c.thread_ts)
+_ADMIT_SCAN = 500  # queued conversations looked at per admission round
 
 
 class SqlConversations:
@@ -82,6 +84,62 @@ class SqlConversations:
             ).all()
         return [_conversation(r._mapping) for r in rows]
 
+    async def admit(
+        self, owner: str, *, user_cap: int, workspace_cap: int, now: float
+    ) -> list[Conversation]:
+        async with self._db.write() as conn:
+            await self._db.lock(conn, "admission")
+            running = (
+                await conn.execute(
+                    select(table.c.team_id, table.c.user_id, func.count())
+                    .where(table.c.state == State.RESEARCHING.value)
+                    .group_by(table.c.team_id, table.c.user_id)
+                )
+            ).all()
+            per_user: Counter[tuple[str, str]] = Counter()
+            per_team: Counter[str] = Counter()
+            for team, user, count in running:
+                per_user[(team, user)] += count
+                per_team[team] += count
+            queued = (
+                await conn.execute(
+                    select(table)
+                    .where(table.c.state == State.QUEUED.value, table.c.not_before <= now)
+                    .order_by(table.c.queued_at)
+                    .limit(_ADMIT_SCAN)
+                )
+            ).all()
+            admitted: list[Conversation] = []
+            for row in queued:
+                c = _conversation(row._mapping)
+                user = (c.key.team_id, c.user_id)
+                if per_user[user] >= user_cap or per_team[c.key.team_id] >= workspace_cap:
+                    continue
+                started = replace(
+                    c.to(State.RESEARCHING, owner=owner, progress_ts=None),
+                    updated_at=now,
+                    version=c.version + 1,
+                )
+                values = _row(started)
+                for column in ("team_id", "channel_id", "thread_ts", "created_at"):
+                    del values[column]
+                await conn.execute(
+                    update(table).where(*_is(c.key), table.c.version == c.version).values(**values)
+                )
+                per_user[user] += 1
+                per_team[c.key.team_id] += 1
+                admitted.append(started)
+        return admitted
+
+    async def queue_position(self, conversation: Conversation) -> int:
+        async with self._db.read() as conn:
+            query = select(func.count()).where(
+                table.c.state == State.QUEUED.value,
+                table.c.team_id == conversation.key.team_id,
+                table.c.queued_at <= conversation.queued_at,
+            )
+            return int((await conn.execute(query)).scalar_one())
+
 
 def _is(key: ConversationKey) -> tuple[Any, ...]:
     return (_KEY[0] == key.team_id, _KEY[1] == key.channel_id, _KEY[2] == key.thread_ts)
@@ -106,6 +164,8 @@ def _row(c: Conversation) -> dict[str, Any]:
         "owner": c.owner,
         "resumes": c.resumes,
         "applied": json.dumps(list(c.applied)),
+        "queued_at": c.queued_at,
+        "not_before": c.not_before,
     }
 
 
@@ -126,4 +186,6 @@ def _conversation(row: RowMapping) -> Conversation:
         owner=row["owner"],
         resumes=row["resumes"],
         applied=tuple(json.loads(row["applied"] or "[]")),
+        queued_at=row["queued_at"],
+        not_before=row["not_before"],
     )

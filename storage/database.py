@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
@@ -107,6 +107,9 @@ class Database:
                 yield conn
             return
         async with lock, engine.begin() as conn:
+            # Take the write lock at once: a transaction that read first and wrote later
+            # would fail (SQLITE_BUSY_SNAPSHOT) if the other connection wrote in between.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
 
     @contextlib.asynccontextmanager
@@ -119,6 +122,14 @@ class Database:
         if self.dialect == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    async def lock(self, conn: AsyncConnection, name: str) -> None:
+        """Serialise transactions about `name` across processes (PostgreSQL; one SQLite
+        process serialises its writes already)."""
+        if self.dialect == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name}
+            )
 
     async def upgrade(self) -> None:
         """Apply every migration not yet applied, in one transaction."""

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 
 from bot.conversation import ConversationKey
 from bot.ports import OrphanEvent
@@ -117,6 +117,45 @@ class SqlInflightUsage:
                 )
                 await conn.execute(statement)
 
+    async def reserve(
+        self,
+        owner: str,
+        draft: UsageRecord,
+        estimate: int,
+        *,
+        limit: int | None,
+        since: float,
+    ) -> bool:
+        now = time.time()
+        live_tokens = inflight_usage.c.input_tokens + inflight_usage.c.output_tokens
+        held = case(
+            (inflight_usage.c.reserved_tokens > live_tokens, inflight_usage.c.reserved_tokens),
+            else_=live_tokens,
+        )
+        async with self._db.write() as conn:
+            await self._db.lock(conn, f"budget:{draft.team_id}")
+            if limit is not None:
+                used = (
+                    await conn.execute(
+                        select(
+                            func.coalesce(func.sum(usage.c.input_tokens + usage.c.output_tokens), 0)
+                        ).where(usage.c.team_id == draft.team_id, usage.c.created_at >= since)
+                    )
+                ).scalar_one()
+                reserved = (
+                    await conn.execute(
+                        select(func.coalesce(func.sum(held), 0)).where(
+                            inflight_usage.c.team_id == draft.team_id
+                        )
+                    )
+                ).scalar_one()
+                if int(used) + int(reserved) >= limit:
+                    return False
+            values = {**usage_values(draft, now), "owner": owner, "updated_at": now}
+            del values["created_at"]
+            await conn.execute(insert(inflight_usage).values(**values, reserved_tokens=estimate))
+        return True
+
     async def settle(self, live: Sequence[str]) -> int:
         """Move the last figures of calls whose process died into the ledger (once each);
         drop rows of calls the ledger already has. Returns the number of calls recorded."""
@@ -132,10 +171,14 @@ class SqlInflightUsage:
                 await conn.execute(
                     delete(inflight_usage)
                     .where(inflight_usage.c.owner.not_in(list(live)))
-                    .returning(*[c for c in inflight_usage.c if c.name not in ("owner",)])
+                    .returning(
+                        *[c for c in inflight_usage.c if c.name not in ("owner", "reserved_tokens")]
+                    )
                 )
             ).all()
             records = [record_from_row(row._mapping) for row in rows]
+            # A call cut before its first figures cost nothing: its reservation just ends.
+            records = [r for r in records if r.input_tokens or r.output_tokens]
             await insert_usage(conn, records)
         return len(records)
 

@@ -32,6 +32,8 @@ conversations = Table(
     Column("owner", Text),  # the process streaming its research, while one does
     Column("resumes", Integer, nullable=False),  # automatic restarts after interruptions
     Column("applied", Text),  # JSON list of the message ts applied to it, the last few
+    Column("queued_at", Float, nullable=False),  # when it joined the research queue
+    Column("not_before", Float, nullable=False),  # a throttled run waits until then
 )
 
 usage = Table(
@@ -129,6 +131,7 @@ inflight_usage = Table(
     Column("reasoning_tokens", Integer, nullable=False),
     Column("request_id", Text, nullable=False),
     Column("cost_nanousd", BigInteger),
+    Column("reserved_tokens", Integer, nullable=False),  # counted against the budget
     Column("updated_at", Float, nullable=False),
 )
 

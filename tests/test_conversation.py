@@ -66,6 +66,8 @@ def test_disallowed_moves_raise(start: State, end: State) -> None:
         (State.RESEARCHING, State.AWAITING_CLARIFICATION),
         (State.RESEARCHING, State.RESEARCHING),
         (State.DONE, State.DONE),
+        (State.AWAITING_CLARIFICATION, State.RESEARCHING),  # research starts from the queue
+        (State.FAILED, State.RESEARCHING),
     ],
 )
 def test_examples_of_disallowed_moves(start: State, end: State) -> None:
@@ -77,12 +79,14 @@ def test_examples_of_disallowed_moves(start: State, end: State) -> None:
 @pytest.mark.parametrize(
     ("start", "end"),
     [
-        (State.AWAITING_CLARIFICATION, State.RESEARCHING),  # the user answered the question
+        (State.AWAITING_CLARIFICATION, State.QUEUED),  # the user answered the question
+        (State.QUEUED, State.RESEARCHING),  # admitted: a slot was free
         (State.RESEARCHING, State.DONE),
-        (State.DONE, State.RESEARCHING),  # "Research this deeper"
+        (State.RESEARCHING, State.QUEUED),  # throttled before any output
+        (State.DONE, State.QUEUED),  # "Research this deeper"
         (State.FAILED, State.AWAITING_CLARIFICATION),  # retry the clarifying question
-        (State.INTERRUPTED, State.RESEARCHING),  # resumed after a restart
-        (State.CANCELLED, State.RESEARCHING),
+        (State.INTERRUPTED, State.QUEUED),  # Retry after an interruption
+        (State.CANCELLED, State.QUEUED),
     ],
 )
 def test_examples_of_allowed_moves(start: State, end: State) -> None:
@@ -90,7 +94,13 @@ def test_examples_of_allowed_moves(start: State, end: State) -> None:
 
 
 def test_a_finished_conversation_moves_only_to_deeper_research() -> None:
-    assert TRANSITIONS[State.DONE] == {State.RESEARCHING}
+    assert TRANSITIONS[State.DONE] == {State.QUEUED}
+
+
+def test_research_starts_only_from_the_queue() -> None:
+    assert {a for a, targets in TRANSITIONS.items() if State.RESEARCHING in targets} == {
+        State.QUEUED
+    }
 
 
 def test_an_unknown_change_is_refused() -> None:

@@ -98,7 +98,8 @@ async def stored(tmp_path: Path, thread: str) -> tuple[Any, list[Any]]:
 
 def inflight_rows(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM inflight_usage").fetchone()[0])
+        query = "SELECT COUNT(*) FROM inflight_usage WHERE output_tokens > 0"
+        return int(conn.execute(query).fetchone()[0])
 
 
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:

@@ -141,7 +141,7 @@ async def test_a_database_from_before_migrations_keeps_every_row(tmp_path: Path)
             "mcp-bearer-token"
         )
         # The upgraded conversation is writable: its version started at 0.
-        saved = await storage.conversations.save(done.to(State.RESEARCHING))
+        saved = await storage.conversations.save(done.to(State.QUEUED))
         assert saved.version == done.version + 1
     finally:
         await storage.close()

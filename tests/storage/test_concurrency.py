@@ -52,7 +52,7 @@ async def test_two_writers_of_one_read_exactly_one_wins(storage: Storage) -> Non
     outcomes = await asyncio.wait_for(
         asyncio.gather(
             storage.conversations.save(
-                read_a.to(State.RESEARCHING, report="A"), [usage(request_id="A")]
+                read_a.to(State.QUEUED, report="A"), [usage(request_id="A")]
             ),
             storage.conversations.save(
                 read_b.to(State.FAILED, report="B"), [usage(request_id="B")]

@@ -71,7 +71,8 @@ async def test_save_round_trips_the_new_state_across_a_reopen(storage: Storage, 
     created = await storage.conversations.create(conversation())
     assert created is not None
     history = (*HISTORY, {"role": "assistant", "content": "Here is the report."})
-    researching = await storage.conversations.save(created.to(State.RESEARCHING))
+    queued = await storage.conversations.save(created.to(State.QUEUED))
+    researching = await storage.conversations.save(queued.to(State.RESEARCHING))
     done = await storage.conversations.save(
         researching.to(State.DONE, history=history, report="# Final\n\nText", references=REFERENCES)
     )
@@ -87,13 +88,13 @@ async def test_save_round_trips_the_new_state_across_a_reopen(storage: Storage, 
     assert loaded.history == history
     assert loaded.report == "# Final\n\nText"
     assert loaded.references == REFERENCES
-    assert loaded.version == 3
+    assert loaded.version == 4
 
 
 async def test_save_keeps_the_creation_time_and_bumps_the_version(storage: Storage) -> None:
     created = await storage.conversations.create(conversation())
     assert created is not None
-    saved = await storage.conversations.save(created.to(State.RESEARCHING))
+    saved = await storage.conversations.save(created.to(State.QUEUED))
     assert saved.version == created.version + 1
     loaded = await storage.conversations.get(KEY)
     assert loaded == saved
@@ -121,9 +122,7 @@ async def test_a_stale_save_writes_neither_the_conversation_nor_its_usage(
 ) -> None:
     created = await storage.conversations.create(conversation(), [usage(input_tokens=1)])
     assert created is not None
-    winner = await storage.conversations.save(
-        created.to(State.RESEARCHING), [usage(input_tokens=2)]
-    )
+    winner = await storage.conversations.save(created.to(State.QUEUED), [usage(input_tokens=2)])
     with pytest.raises(StaleConversation):
         await storage.conversations.save(
             created.to(State.FAILED, report="lost"), [usage(input_tokens=3)]
@@ -146,7 +145,7 @@ async def test_failed_usage_insert_rolls_back_the_conversation_update(storage: S
     broken = replace(usage(), model=cast(str, None))  # usage.model is NOT NULL
     with pytest.raises(IntegrityError):
         await storage.conversations.save(
-            created.to(State.RESEARCHING, report="lost"), [usage(input_tokens=2), broken]
+            created.to(State.QUEUED, report="lost"), [usage(input_tokens=2), broken]
         )
     loaded = await storage.conversations.get(KEY)
     assert loaded == created
@@ -170,7 +169,7 @@ async def test_storage_still_works_after_a_rolled_back_save(storage: Storage) ->
     assert created is not None
     broken = replace(usage(), model=cast(str, None))
     with pytest.raises(IntegrityError):
-        await storage.conversations.save(created.to(State.RESEARCHING), [broken])
+        await storage.conversations.save(created.to(State.QUEUED), [broken])
     await storage.conversations.save(created.to(State.FAILED), [usage(input_tokens=3)])
     loaded = await storage.conversations.get(KEY)
     assert loaded is not None

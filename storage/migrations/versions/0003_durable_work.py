@@ -11,6 +11,9 @@ calls still streaming, questions kept while research runs.
 - inflight_usage: the last cumulative usage of each model call still streaming, flushed with the
   heartbeat; moved into the ledger if the call is cut.
 - usage.call_id: each call is recorded once, whichever path records it.
+- conversations.queued_at / not_before: the research queue (admission limits, throttling).
+- inflight_usage.reserved_tokens: a call's estimate, counted against the workspace's budget
+  until its real usage is recorded, so a burst cannot overshoot the budget.
 - kept_questions: questions asked in a thread while its research ran, answered after the report.
 - claims.holder: the event that claimed a message, so a replay of that same event passes.
 - conversations.applied: the last messages applied to the conversation, so a replayed event
@@ -72,8 +75,10 @@ def upgrade() -> None:
         sa.Column("reasoning_tokens", sa.Integer(), nullable=False),
         sa.Column("request_id", sa.Text(), nullable=False),
         sa.Column("cost_nanousd", sa.BigInteger()),
+        sa.Column("reserved_tokens", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("updated_at", sa.Float(), nullable=False),
     )
+    op.create_index("inflight_usage_team", "inflight_usage", ["team_id"])
     with op.batch_alter_table("usage") as batch:
         batch.add_column(sa.Column("call_id", sa.Text()))
     op.create_index("usage_call", "usage", ["call_id"], unique=True)
@@ -97,3 +102,11 @@ def upgrade() -> None:
     op.add_column("claims", sa.Column("holder", sa.Text(), nullable=False, server_default=""))
     op.create_index("claims_age", "claims", ["claimed_at"])
     op.add_column("conversations", sa.Column("applied", sa.Text()))
+    op.add_column(
+        "conversations",
+        sa.Column("queued_at", sa.Float(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "conversations",
+        sa.Column("not_before", sa.Float(), nullable=False, server_default="0"),
+    )
