@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from bot.research_options import shown_word
+
 ASK_USAGE: Final = (
     "Usage: `/ask [--model NAME] [--budget TOKENS] [--fast] [--private] your question`\n"
     "• `--model NAME`: a Qwen thinking model instead of the default (e.g. `qwq-plus`)\n"
@@ -68,7 +70,7 @@ def parse_ask(text: str) -> AskOptions:
                 raise FlagError(f"`--{name}` needs a value.")
             values[name] = value
         else:
-            raise FlagError(f"I don't know the option `{word}`.")
+            raise FlagError(f"I don't know the option `{shown_word(word)}`.")
         rest = after
 
     rest = rest.strip()

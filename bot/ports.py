@@ -42,6 +42,10 @@ class Conversations(Protocol):
         """1 for the first in its workspace's queue."""
         ...
 
+    async def owned_runs(self, owner: str) -> set[ConversationKey]:
+        """Conversations researching under `owner` (one query, however many)."""
+        ...
+
     async def take_orphan_runs(self, owner: str, live: Sequence[str]) -> list[Conversation]:
         """Researching conversations whose owner is not among the `live` processes, now
         owned by `owner` (saved, so a second taker finds them taken)."""

@@ -434,23 +434,19 @@ class ResearchService:
         """End local runs stopped or taken over elsewhere, too long, or silent too long;
         start queued research whose slot freed elsewhere or whose wait ended."""
         await self._admit()
+        running = [(k, t) for k, t in self._runs.items() if not t.done()]
+        if not running:
+            return
+        mine = await self._store.owned_runs(self._config.process_id)
         now = self._clock()
-        for key, task in list(self._runs.items()):
-            if task.done():
-                continue
+        for key, task in running:
             reason: StopReason | None = None
             if now - self._started.get(key, now) > self._config.run_max_seconds:
                 reason = StopReason.TOO_LONG
             elif now - self._last_frame.get(key, now) > self._config.stream_idle_seconds:
                 reason = StopReason.SILENT
-            else:
-                stored = await self._store.get(key)
-                if (
-                    stored is None
-                    or stored.state is not State.RESEARCHING
-                    or stored.owner != self._config.process_id
-                ):
-                    reason = StopReason.ELSEWHERE
+            elif key not in mine and not task.done():
+                reason = StopReason.ELSEWHERE  # stopped through another process, or taken
             if reason is not None:
                 self._stop_reasons[key] = reason
                 task.cancel()

@@ -17,6 +17,7 @@ OPTIONS_HELP: Final = (
 # Slack and phones turn "--" into an en or em dash; accept those as the same thing.
 _OPTION: Final = re.compile(r"^(?:--|\u2014|\u2013)([a-z][a-z-]*)$", re.IGNORECASE)
 _MODEL_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SHOWN_WORD_CHARS: Final = 40  # of an unknown option, repeated back in the sentence
 
 
 class OptionError(ValueError):
@@ -73,6 +74,13 @@ class WorkspaceResearch:
     research_tools: tuple[dict[str, Any], ...] = ()
 
 
+def shown_word(word: str) -> str:
+    """A word the person wrote, short enough to repeat back in a sentence."""
+    if len(word) <= SHOWN_WORD_CHARS:
+        return word
+    return word[: SHOWN_WORD_CHARS - 1] + "…"
+
+
 def parse_research_options(text: str) -> tuple[ResearchOptions, str]:
     """Options anywhere in the text, and the text without them (line breaks kept)."""
     output_format: str | None = None
@@ -106,7 +114,8 @@ def parse_research_options(text: str) -> tuple[ResearchOptions, str]:
                 i += 1
             else:
                 raise OptionError(
-                    f"I don't know the option `{words[i]}`. Valid options: {OPTIONS_HELP}."
+                    f"I don't know the option `{shown_word(words[i])}`. "
+                    f"Valid options: {OPTIONS_HELP}."
                 )
             i += 1
         kept_lines.append(" ".join(w for w in kept if w))

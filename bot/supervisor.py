@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 # An event whose handling killed its process this many times is not handled again.
 MAX_EVENT_ATTEMPTS: Final = 3
 MIN_TICK_SECONDS: Final = 0.1
+# How often local runs are checked against the database (Stop pressed on another process,
+# run time limits): Stop takes effect within this.
+WATCH_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ class Supervisor:
         self._adopt_run = adopt_run
         self._watch_runs = watch_runs
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._work: set[asyncio.Task[None]] = set()
         self.draining = False
 
@@ -76,23 +79,32 @@ class Supervisor:
         """Announce this process, take over what dead ones left, then keep the lease."""
         await self._processes.beat(self.process_id)
         await self.sweep()
-        self._task = asyncio.create_task(self._loop(), name="supervisor")
+        self._tasks = [
+            asyncio.create_task(self._every(self.tick_seconds, self.tick), name="supervisor"),
+            asyncio.create_task(self._every(self.watch_seconds, self.watch), name="watch"),
+        ]
 
-    async def _loop(self) -> None:
+    @property
+    def watch_seconds(self) -> float:
+        return min(WATCH_SECONDS, self.tick_seconds)
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(self.tick_seconds)
+            await asyncio.sleep(seconds)
             try:
-                await self.tick()
+                await work()
             except Exception:
-                logger.exception("supervisor tick failed; retrying on the next one")
+                logger.exception("%s failed; trying again in %.1f s", work.__name__, seconds)
 
     async def tick(self) -> None:
         await self._processes.beat(self.process_id, draining=self.draining)
         await self._inflight.flush(self.process_id, self._meter.take_changed())
-        if self._watch_runs is not None:
-            await self._watch_runs()
         if not self.draining:
             await self.sweep()
+
+    async def watch(self) -> None:
+        if self._watch_runs is not None:
+            await self._watch_runs()
 
     async def live(self) -> list[str]:
         if self._config.single_process:
@@ -134,10 +146,11 @@ class Supervisor:
     async def stop(self) -> None:
         """Flush what is left of this process's usage and give up its lease at once, so a
         live process takes over its work without waiting for the lease to expire."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for task in self._work:
             task.cancel()
         if self._work:

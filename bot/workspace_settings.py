@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from bot.logs import remember_secret
 from bot.ports import WorkspaceSettingsRepository
 from bot.records import SettingsRow
 from bot.research_options import (
@@ -335,6 +336,9 @@ class WorkspaceSettingsService:
 
     async def save(self, team_id: str, user_id: str, form: SettingsForm) -> WorkspaceSettings:
         """Validate and store; raises SettingsInvalid with a sentence per field to fix."""
+        if form.mcp_token.strip():  # a secret from now on, saved or not
+            remember_secret(form.mcp_token.strip())
+            remember_secret(_strip_bearer(form.mcp_token.strip()))
         previous = await self._store.get(team_id)
         saved = await self.current(team_id) if previous is not None else WorkspaceSettings()
         valid = validate(form, saved=saved, can_seal=self._box is not None)
@@ -403,6 +407,8 @@ class WorkspaceSettingsService:
         if self._box is None:
             return None
         try:
-            return self._box.decrypt(sealed, context=team_id)
+            token = self._box.decrypt(sealed, context=team_id)
         except SecretError:
             return None
+        remember_secret(token)  # no log line shows it, even one echoing a request
+        return token

@@ -8,7 +8,16 @@ import math
 from typing import Any, Final
 
 from bot.answers import Answer
-from handlers.render import MARKDOWN_CHUNK, SECTION_LIMIT, Message, split_text
+from handlers.render import (
+    MARKDOWN_CHUNK,
+    SECTION_LIMIT,
+    TEXT_LIMIT,
+    Message,
+    clip,
+    escape,
+    escaped,
+    split_text,
+)
 
 SHOW_REASONING_ACTION: Final = "answer_show_reasoning"
 SHOW_ANSWER_ACTION: Final = "answer_show_full"
@@ -23,7 +32,7 @@ FULL_ANSWER: Final = "answer"
 # A modal holds 100 blocks; pages stay well below that and below the size of a view payload.
 MODAL_TEXT_BLOCKS: Final = 20
 MODAL_CHUNK: Final = 2900  # a section's text holds 3000 characters
-QUOTE_CHARS: Final = 1500
+QUOTE_CHARS: Final = 1500  # of the quoted question, as Slack receives it (escaped)
 
 _TITLES: Final = {REASONING: "Reasoning", FULL_ANSWER: "Full answer"}
 
@@ -32,9 +41,15 @@ def answer_parts(text: str) -> list[str]:
     return split_text(text, MARKDOWN_CHUNK)
 
 
+def quoted(text: str, limit: int) -> str:
+    """`text` as a Slack quote, escaped first and then clipped, so the quote fits `limit`
+    however many `&`, `<` and `>` it holds."""
+    return clip("\n".join(f">{line}" for line in escape(text).splitlines()), limit)
+
+
 def question_block(asker: str, question: str) -> dict[str, Any]:
-    quoted = "\n".join(f">{line}" for line in escape(clip(question, QUOTE_CHARS)).splitlines())
-    return {"type": "section", "text": {"type": "mrkdwn", "text": f"<@{asker}> asked:\n{quoted}"}}
+    text = f"<@{asker}> asked:\n{quoted(question, QUOTE_CHARS)}"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_LIMIT)}}
 
 
 def status_message(asker: str, question: str, model: str, *, quote: bool) -> Message:
@@ -46,8 +61,10 @@ def status_message(asker: str, question: str, model: str, *, quote: bool) -> Mes
 
 def notice_message(sentence: str, *, asker: str = "", question: str = "") -> Message:
     blocks: list[dict[str, Any]] = [question_block(asker, question)] if question else []
-    blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": escape(sentence)}})
-    return {"text": sentence, "blocks": blocks}
+    blocks.append(
+        {"type": "section", "text": {"type": "mrkdwn", "text": escaped(sentence, SECTION_LIMIT)}}
+    )
+    return {"text": escaped(sentence, TEXT_LIMIT), "blocks": blocks}
 
 
 def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[Message]:
@@ -62,7 +79,7 @@ def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[M
         if i == 0 and quote:
             blocks.append(question_block(answer.asker, answer.question))
         blocks.append({"type": "markdown", "text": part})
-        messages.append({"text": clip(part, SECTION_LIMIT), "blocks": blocks})
+        messages.append({"text": escaped(part, TEXT_LIMIT), "blocks": blocks})
     tail: list[dict[str, Any]] = []
     if overflow:
         left = len(answer.text) - sum(len(p) for p in shown)
@@ -84,7 +101,7 @@ def file_message(answer: Answer) -> Message:
         section(f"The answer is {len(answer.text):,} characters long, so it is in the file above."),
         *footer_blocks(answer, overflow=False),
     ]
-    return {"text": f"Answer to: {clip(answer.question, 200)}", "blocks": blocks}
+    return {"text": f"Answer to: {escaped(answer.question, 200)}", "blocks": blocks}
 
 
 def footer_blocks(answer: Answer, *, overflow: bool) -> list[dict[str, Any]]:
@@ -120,7 +137,7 @@ def text_view(part: str, text: str, question: str, answer_id: str, page: int = 0
     chunks = split_text(text, MODAL_CHUNK)
     pages = max(1, math.ceil(len(chunks) / MODAL_TEXT_BLOCKS))
     page = min(max(page, 0), pages - 1)
-    heading = f"Question: {escape(clip(question, 500))}"
+    heading = f"Question: {escaped(question, 500)}"
     blocks: list[dict[str, Any]] = [
         {"type": "context", "elements": [{"type": "mrkdwn", "text": heading}]}
     ]
@@ -183,12 +200,3 @@ def button(action_id: str, text: str, value: str, *, primary: bool = False) -> d
 
 def section(mrkdwn: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(mrkdwn, SECTION_LIMIT)}}
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters in mrkdwn."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

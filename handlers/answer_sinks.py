@@ -17,6 +17,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.answers import Answer, AnswerSinkFactory
 from bot.conversation import ConversationKey
 from handlers import answer_render as render
+from handlers.render import fallback_message
+from handlers.slack_sink import post_message
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,17 @@ class ResponseUrlSink:
     async def _send(
         self, message: dict[str, Any], *, response_type: str, replace: bool = False
     ) -> bool:
+        """Post `message`; when Slack refuses it (its layout, its length), post its plain text
+        instead, so the asker is never left with nothing. True once something was shown."""
+        status = await self._post(message, response_type=response_type, replace=replace)
+        fallback = fallback_message(message)
+        if status == 400 and fallback != message:  # invalid_blocks, msg_too_long, …
+            logger.warning("posting the plain text of a message Slack refused")
+            status = await self._post(fallback, response_type=response_type, replace=replace)
+        return status == 200
+
+    async def _post(self, message: dict[str, Any], *, response_type: str, replace: bool) -> int:
+        """The HTTP status of one post to the response URL (0 when it could not be sent)."""
         body = {**message, "response_type": response_type}
         if replace:
             body["replace_original"] = True
@@ -72,7 +85,7 @@ class ResponseUrlSink:
             response = await self._hook.send_dict(body)
         except Exception:
             logger.exception("posting to a response URL failed")
-            return False
+            return 0
         if response.status_code != 200:
             # The URL itself is a credential for this conversation: never log it.
             logger.error(
@@ -80,8 +93,7 @@ class ResponseUrlSink:
                 response.status_code,
                 (response.body or "")[:200],
             )
-            return False
-        return True
+        return int(response.status_code)
 
 
 class SlackThreadAnswerSink:
@@ -127,8 +139,8 @@ class SlackThreadAnswerSink:
         await self._post(render.notice_message(sentence))
 
     async def _post(self, message: dict[str, Any]) -> None:
-        await self._client.chat_postMessage(
-            channel=self._key.channel_id, thread_ts=self._key.thread_ts, **message
+        await post_message(
+            self._client, message, channel=self._key.channel_id, thread_ts=self._key.thread_ts
         )
 
 

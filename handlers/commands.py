@@ -15,11 +15,11 @@ from bot.conversation import ConversationKey
 from bot.flags import FlagError, parse_ask
 from bot.research import MAX_MESSAGE_CHARS
 from bot.services import Services
-from handlers.answer_render import escape
 from handlers.answer_sinks import ResponseUrlSink
 from handlers.help import HELP, help_blocks
-from handlers.render import SECTION_LIMIT, split_text
+from handlers.render import SECTION_LIMIT, TEXT_LIMIT, escape, escaped, split_text
 from handlers.settings import open_settings
+from handlers.slack_sink import post_message
 from handlers.usage_render import usage_message
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def register(app: AsyncApp, services: Services) -> None:
         try:
             options = parse_ask(command.get("text", ""))
         except FlagError as exc:
-            await ack(text=exc.usage)  # an ack's text is seen by the asker only
+            await ack(text=escape(exc.usage))  # an ack's text is seen by the asker only
             return
         await ack()
         user = command.get("user_id", "")
@@ -99,7 +99,9 @@ async def _start_research(
     """Post the topic as a thread root; the conversation then lives in that thread."""
     user, channel = command.get("user_id", ""), command.get("channel_id", "")
     try:
-        root = await client.chat_postMessage(channel=channel, **topic_message(user, topic))
+        root = await post_message(
+            client, topic_message(user, topic), channel=channel, thread_ts=None
+        )
     except SlackApiError as exc:
         error = exc.response.get("error")
         if error in ("not_in_channel", "channel_not_found", "is_archived"):
@@ -112,10 +114,11 @@ async def _start_research(
 
 
 def topic_message(user: str, topic: str) -> dict[str, Any]:
+    """The topic, quoted whole: escaped first, then split into sections that each fit."""
     header = f":mag: <@{user}> started a research conversation:"
     quoted = "\n".join(f">{line}" for line in escape(topic).splitlines())
     chunks = split_text(f"{header}\n{quoted}", SECTION_LIMIT)
     return {
-        "text": f"Research: {topic}",
+        "text": f"Research: {escaped(topic, TEXT_LIMIT - 10)}",
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks],
     }

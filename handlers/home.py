@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services import Services
@@ -17,6 +18,11 @@ from handlers.settings_render import home_blocks
 from handlers.usage_render import usage_blocks
 
 logger = logging.getLogger(__name__)
+
+PARTS_UNAVAILABLE: Final = (
+    "The research settings and usage figures can't be shown here right now. "
+    "`/research usage` shows the usage."
+)
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -50,13 +56,27 @@ async def publish_home(client: AsyncWebClient, services: Services, team: str, us
         default_model=services.settings.default_model,
         can_change=await is_workspace_admin(client, user) is True,
     )
-    await client.views_publish(user_id=user, view=home_view(usage, settings_part))
+    try:
+        await client.views_publish(user_id=user, view=home_view(usage, settings_part))
+    except SlackApiError as exc:
+        if exc.response.get("error") not in ("invalid_arguments", "invalid_blocks"):
+            raise
+        # Slack refused the page: the how-to and a sentence still show, not a blank tab.
+        logger.exception("Slack refused the Home tab of %s in %s", user, team)
+        await client.views_publish(user_id=user, view=home_view(unavailable=True))
 
 
 def home_view(
-    usage: WorkspaceUsage | None = None, settings: list[dict[str, Any]] | None = None
+    usage: WorkspaceUsage | None = None,
+    settings: list[dict[str, Any]] | None = None,
+    *,
+    unavailable: bool = False,
 ) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = help_blocks()
+    if unavailable:
+        blocks.append({"type": "divider"})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": PARTS_UNAVAILABLE}})
+        return {"type": "home", "blocks": blocks}
     if settings:
         blocks.append({"type": "divider"})
         blocks += settings

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
+from urllib.parse import quote, urlsplit
 
 from bot.conversation import ConversationKey
 from bot.progress import ProgressView, Stage
@@ -15,7 +17,12 @@ RETRY_ACTION: Final = "research_retry"
 # Slack's `markdown` block holds 12,000 characters per message; stay clear of it.
 MARKDOWN_CHUNK: Final = 11_000
 SECTION_LIMIT: Final = 3000
+# A message's top-level `text` (notifications, and what a post without blocks shows).
+TEXT_LIMIT: Final = 3000
 MAX_LISTED_REFERENCES: Final = 15
+MAX_LINKED_URL: Final = 1000  # a longer reference URL is shown without a link
+# When Slack refuses a post's layout and the message has no plain text of its own.
+FALLBACK_SENTENCE: Final = "I couldn't show this message in Slack."
 
 _STAGE_LINES: Final[dict[Stage, str]] = {
     Stage.STARTING: ":hourglass_flowing_sand: Starting the research…",
@@ -60,8 +67,8 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
     if view.round and view.stage in (Stage.SEARCHING, Stage.WRITING):
         round_line = f"Search round {view.round}"
         if view.goal and view.stage is Stage.SEARCHING:
-            round_line += f": {_escape(view.goal)}"
-        lines.append(_clip(round_line, 500))
+            round_line += f": {escaped(one_line(view.goal), 480)}"
+        lines.append(round_line)
     facts = [f"{view.sources} source{'s' if view.sources != 1 else ''} found"]
     if view.rounds_finished:
         facts.append(f"{view.rounds_finished} round{'s' if view.rounds_finished != 1 else ''} done")
@@ -90,7 +97,7 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
 
 def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Message:
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _escape(sentence)}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": escaped(sentence, SECTION_LIMIT)}}
     ]
     if retry:
         blocks.append(
@@ -107,13 +114,13 @@ def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Messa
                 ],
             }
         )
-    return {"text": sentence, "blocks": blocks}
+    return {"text": escaped(sentence, TEXT_LIMIT), "blocks": blocks}
 
 
 def markdown_messages(text: str) -> list[Message]:
     """Model-written Markdown as one or more messages, split on paragraph boundaries."""
     return [
-        {"text": _clip(chunk, 3000), "blocks": [{"type": "markdown", "text": chunk}]}
+        {"text": escaped(chunk, TEXT_LIMIT), "blocks": [{"type": "markdown", "text": chunk}]}
         for chunk in split_text(text, MARKDOWN_CHUNK)
     ]
 
@@ -130,7 +137,7 @@ def split_text(text: str, limit: int) -> list[str]:
             if cut >= limit // 2:
                 break
         else:
-            cut = limit
+            cut = _entity_safe(rest, limit)
         pieces.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest:
@@ -148,19 +155,21 @@ def report_summary(report: Report) -> Message:
     if stats.cost_usd is not None:
         footer += f" · est. ${stats.cost_usd:,.4f}"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _clip(report.title, 150)}},
+        {"type": "header", "text": {"type": "plain_text", "text": clip(report.title, 150)}},
     ]
     if report.summary:
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _escape(report.summary)}}
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": escaped(report.summary, SECTION_LIMIT)},
+            }
         )
     refs = numbered(report.references)
     if refs:
         lines = ["*Sources*"]
         size = len(lines[0])
         for shown, (i, r) in enumerate(refs):
-            title = _clip(_escape(r.title).replace("|", "¦"), 120)
-            line = f"{i}. <{r.url}|{title}>" if r.url else f"{i}. {title}"
+            line = f"{i}. {reference_link(r.url, r.title)}"
             # A section holds 3000 characters; never cut a link in half.
             if shown == MAX_LISTED_REFERENCES or size + len(line) + 60 > SECTION_LIMIT:
                 lines.append(f"…and {len(refs) - shown} more in the report file.")
@@ -170,13 +179,77 @@ def report_summary(report: Report) -> Message:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     text = f"{report.title}: {report.summary}" if report.summary else report.title
-    return {"text": _clip(text, 3000), "blocks": blocks}
+    return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks}
 
 
-def _escape(text: str) -> str:
-    """Slack's three control characters in mrkdwn."""
+def fallback_message(message: Message) -> Message:
+    """What to post when Slack refuses `message`'s blocks: its plain text alone, which every
+    renderer here keeps escaped and within TEXT_LIMIT."""
+    text = message.get("text")
+    return {"text": clip(text, TEXT_LIMIT) if isinstance(text, str) and text else FALLBACK_SENTENCE}
+
+
+# --------------------------------------------------------------------------- text that is safe
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters in mrkdwn: nothing escaped can become a mention, a
+    link or a date."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+_ENTITY: Final = re.compile(r"&(?:[A-Za-z]{2,8}|#[0-9]{1,7});")
+
+
+def _entity_safe(text: str, cut: int) -> int:
+    """`cut`, moved back to before an escape such as `&amp;` that it would split."""
+    start = text.rfind("&", max(0, cut - 9), cut)
+    if start != -1:
+        entity = _ENTITY.match(text, start)
+        if entity is not None and entity.end() > cut:
+            return start
+    return cut
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters; a cut ends in "…" and never splits an escape in half."""
+    if len(text) <= limit:
+        return text
+    return text[: _entity_safe(text, limit - 1)] + "…"
+
+
+def escaped(text: str, limit: int) -> str:
+    """`text` escaped, then clipped so that the escaped form fits `limit` (clipping first
+    would let every `&` grow fivefold past the limit)."""
+    return clip(escape(text), limit)
+
+
+def one_line(text: str) -> str:
+    """Runs of whitespace, line breaks included, as one space: model text stays on its line."""
+    return " ".join(text.split())
+
+
+# Characters a URL keeps as they are; everything else (spaces, quotes, <, >, |, control and
+# non-ASCII characters) is percent-encoded, so the URL can't end the link or start another.
+_URL_SAFE: Final = "/:?#[]@!$&'()*+,;=%~-._"
+
+
+def safe_url(url: str) -> str | None:
+    """An http(s) URL made safe inside Slack's `<url|label>`, or None when it is not one."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    encoded = escape(quote(url, safe=_URL_SAFE))
+    return encoded if len(encoded) <= MAX_LINKED_URL else None
+
+
+def reference_link(url: str, title: str, *, label_limit: int = 120) -> str:
+    """A source as a link whose label is the title; a model or web page chooses both, so
+    neither may close the link, add another or mention anyone."""
+    label = escaped(one_line(title) or one_line(url), label_limit).replace("|", "¦")
+    target = safe_url(url)
+    return f"<{target}|{label}>" if target else label

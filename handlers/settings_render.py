@@ -21,7 +21,7 @@ from bot.workspace_settings import (
     TokenState,
     WorkspaceSettings,
 )
-from handlers.answer_render import clip, escape
+from handlers.render import SECTION_LIMIT, clip, escaped
 
 SETTINGS_CALLBACK: Final = "workspace_settings"
 OPEN_SETTINGS_ACTION: Final = "workspace_settings_open"
@@ -40,6 +40,11 @@ _MODEL_LABELS: Final = {
 _LENGTH_LABELS: Final = {DETAILED: "Detailed report", SUMMARY: "Summary"}
 _CLARIFY_VALUE: Final = "ask"
 _REMOVE_VALUE: Final = "remove"
+# A plain_text_input holds at most this many characters, its initial value included.
+INPUT_LIMIT: Final = 3000
+# How much of the MCP server's tool list and address the summary repeats; the modal has all.
+SUMMARY_TOOLS_CHARS: Final = 600
+SUMMARY_URL_CHARS: Final = 300
 
 
 def _text(text: str) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def _option(value: str, label: str) -> dict[str, Any]:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_LIMIT)}}
 
 
 def _input(
@@ -75,7 +80,11 @@ def _input(
 
 
 def _text_input(
-    initial: str = "", *, placeholder: str = "", max_length: int = 3000, multiline: bool = False
+    initial: str = "",
+    *,
+    placeholder: str = "",
+    max_length: int = INPUT_LIMIT,
+    multiline: bool = False,
 ) -> dict[str, Any]:
     element: dict[str, Any] = {
         "type": "plain_text_input",
@@ -164,7 +173,7 @@ def settings_modal(
         _input(
             Field.MCP_TOOLS,
             "Allowed tools",
-            _text_input(", ".join(mcp.allowed_tools), placeholder="search, fetch", max_length=3000),
+            _text_input(tools_value(mcp.allowed_tools), placeholder="search, fetch"),
             optional=True,
             hint="Tool names separated by commas.",
         ),
@@ -206,6 +215,14 @@ def settings_modal(
         "close": _text("Cancel"),
         "blocks": blocks,
     }
+
+
+def tools_value(tools: tuple[str, ...]) -> str:
+    """The saved tool names as the tools field shows them: with a space after each comma when
+    that fits the field, else without. (They were typed into the same field, with at least one
+    separator each, so the compact form always fits.)"""
+    spaced = ", ".join(tools)
+    return spaced if len(spaced) <= INPUT_LIMIT else ",".join(tools)
 
 
 def form_from_state(values: Mapping[str, Any]) -> SettingsForm:
@@ -279,7 +296,7 @@ def saved_modal(settings: WorkspaceSettings, *, default_model: str) -> dict[str,
 
 
 def summary_blocks(settings: WorkspaceSettings, *, default_model: str) -> list[dict[str, Any]]:
-    model = f"`{escape(settings.model)}`" if settings.model else f"`{escape(default_model)}`"
+    model = f"`{escaped(settings.model or default_model, 100)}`"
     if not settings.model:
         model += " (the bot's default)"
     length = {
@@ -322,9 +339,26 @@ def _mcp_line(mcp: McpServer | None) -> str:
         TokenState.UNREADABLE: "token saved but unreadable with the current SECRET_KEY: "
         "an admin needs to enter it again",
     }[mcp.token]
-    tools = ", ".join(f"`{escape(t)}`" for t in mcp.allowed_tools) or "none"
-    url = clip(escape(mcp.url), 300)
-    return f"`{escape(mcp.label)}` at {url} · tools: {tools} · {token}"
+    url = escaped(mcp.url, SUMMARY_URL_CHARS)
+    tools = _tools_line(mcp.allowed_tools)
+    return f"`{escaped(mcp.label, 100)}` at {url} · tools: {tools} · {token}"
+
+
+def _tools_line(tools: tuple[str, ...]) -> str:
+    """As many tool names as fit in SUMMARY_TOOLS_CHARS, then how many more there are."""
+    shown: list[str] = []
+    size = 0
+    for name in tools:
+        item = f"`{escaped(name, 100)}`"
+        if size + len(item) + 2 > SUMMARY_TOOLS_CHARS:
+            break
+        shown.append(item)
+        size += len(item) + 2
+    line = ", ".join(shown) or "none"
+    left = len(tools) - len(shown)
+    if left:
+        line += f" and {left} more" if shown else f"{left} tools"
+    return line
 
 
 def home_blocks(

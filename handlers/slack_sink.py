@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, Final
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -14,6 +15,31 @@ from bot.sink import SinkFactory
 from handlers import render
 
 logger = logging.getLogger(__name__)
+
+# Slack's answers to a message whose layout or length it will not take. The same message as
+# plain text (without its blocks) still reaches the reader.
+REFUSED_LAYOUT: Final = frozenset(
+    {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long"}
+)
+
+
+async def post_message(
+    client: AsyncWebClient, message: render.Message, *, channel: str, thread_ts: str | None
+) -> dict[str, Any]:
+    """chat.postMessage; when Slack refuses the message's layout, its plain text instead, so
+    the reader is never left with nothing. Other failures raise as before."""
+    where: dict[str, Any] = {"channel": channel}
+    if thread_ts:
+        where["thread_ts"] = thread_ts
+    try:
+        response = await client.chat_postMessage(**where, **message)
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error not in REFUSED_LAYOUT:
+            raise
+        logger.warning("Slack refused a message in %s (%s); posting its plain text", channel, error)
+        response = await client.chat_postMessage(**where, **render.fallback_message(message))
+    return dict(response.data) if isinstance(response.data, dict) else {}
 
 
 class SlackThreadSink:
@@ -59,10 +85,9 @@ class SlackThreadSink:
         await self._post(render.report_summary(report))
 
     async def _post(self, message: render.Message) -> dict:
-        response = await self._client.chat_postMessage(
-            channel=self._key.channel_id, thread_ts=self._key.thread_ts, **message
+        return await post_message(
+            self._client, message, channel=self._key.channel_id, thread_ts=self._key.thread_ts
         )
-        return dict(response.data) if isinstance(response.data, dict) else {}
 
 
 def slack_sinks(client: AsyncWebClient) -> SinkFactory:

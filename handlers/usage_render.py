@@ -6,10 +6,13 @@ from typing import Any, Final
 
 from bot.budget import reset_time
 from bot.records import Totals
-from bot.usage_report import Period, WorkspaceUsage
-from handlers.render import SECTION_LIMIT, Message, split_text
+from bot.usage_report import Period, WorkspaceUsage, total_of
+from handlers.render import SECTION_LIMIT, Message, clip, escaped, split_text
 
 NO_PRICE: Final = "no price set"
+# Models listed per period; the rest are summed in one line, so the blocks stay within a
+# message's 50 and the Home tab's 100 however many models a workspace tried.
+MAX_LISTED_MODELS: Final = 10
 
 
 def cost(totals: Totals) -> str:
@@ -37,14 +40,20 @@ def period_blocks(period: Period) -> list[dict[str, Any]]:
         f"*{period.label}*: {total.calls:,} call{'s' if total.calls != 1 else ''} · "
         f"{tokens(total)} · {cost(total)}"
     ]
+    listed, rest = period.by_model[:MAX_LISTED_MODELS], period.by_model[MAX_LISTED_MODELS:]
     lines += [
-        f"• `{m.name}`: {m.calls:,} call{'s' if m.calls != 1 else ''} · {tokens(m)} · {cost(m)}"
-        for m in period.by_model
+        f"• `{escaped(m.name, 100)}`: {_calls(m.calls)} · {tokens(m)} · {cost(m)}" for m in listed
     ]
+    if rest:
+        others = total_of(rest)
+        lines.append(
+            f"• {len(rest):,} more models: {_calls(others.calls)} · {tokens(others)} · "
+            f"{cost(others)}"
+        )
     if period.top_users:
         lines.append("_Top users_")
         lines += [
-            f"{rank}. <@{u.name}>: {u.tokens:,} tokens · {cost(u)}"
+            f"{rank}. <@{escaped(u.name, 30)}>: {u.tokens:,} tokens · {cost(u)}"
             for rank, u in enumerate(period.top_users, start=1)
         ]
     return [_section(chunk) for chunk in split_text("\n".join(lines), SECTION_LIMIT)]
@@ -79,5 +88,9 @@ def usage_message(usage: WorkspaceUsage) -> Message:
     return {"text": text, "blocks": usage_blocks(usage)}
 
 
+def _calls(n: int) -> str:
+    return f"{n:,} call{'s' if n != 1 else ''}"
+
+
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_LIMIT)}}

@@ -71,6 +71,13 @@ class SqlConversations:
             rows = (await conn.execute(select(table).where(table.c.state == state.value))).all()
         return [_conversation(r._mapping) for r in rows]
 
+    async def owned_runs(self, owner: str) -> set[ConversationKey]:
+        query = select(*_KEY).where(
+            table.c.state == State.RESEARCHING.value, table.c.owner == owner
+        )
+        async with self._db.read() as conn:
+            return {ConversationKey(*row) for row in (await conn.execute(query)).all()}
+
     async def take_orphan_runs(self, owner: str, live: Sequence[str]) -> list[Conversation]:
         orphaned = (table.c.owner.is_(None)) | (table.c.owner.not_in(list(live)))
         async with self._db.write() as conn:

@@ -29,7 +29,7 @@ from tenacity.wait import wait_base
 
 from bot.qwen.errors import is_transient
 from bot.qwen.events import Event, PhaseStatus, StreamError, Usage
-from bot.qwen.interpreter import interpret
+from bot.qwen.interpreter import UsagePeak, interpret
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ class QwenClient:
 
         A transient failure is retried only while nothing of the call has been yielded, so a
         stream whose output may already be in Slack is never started again behind its back.
+        Usage events carry the highest figures the stream reported so far (UsagePeak), so the
+        last one is never less than any seen before it.
         """
         frames: AsyncIterator[Any] | None = None
         first: list[Event] = []
@@ -144,13 +146,14 @@ class QwenClient:
             yield exc.error
             return
         assert frames is not None
+        peak = UsagePeak()
         try:
             for event in first:
-                yield event
+                yield peak(event)
             if any(isinstance(e, StreamError) for e in first):
                 return
             async for event in self._events(frames):
-                yield event
+                yield peak(event)
                 if isinstance(event, StreamError):
                     return
         finally:

@@ -16,6 +16,11 @@ TYPING: Final = "typing"
 FINISHED: Final = "finished"
 ROUND_FINISHED: Final = "WebResultFinished"
 
+# The largest count an event carries. A real call uses at most about a million tokens, so a
+# figure beyond this is corrupt; it is also the most the ledger's INTEGER columns hold on
+# PostgreSQL (and far below SQLite's 2**63, so sums never overflow).
+MAX_COUNT: Final = 2**31 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class PhaseStatus:
@@ -79,7 +84,8 @@ class References:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Cumulative token counts so far; the last one seen is the call's total."""
+    """Cumulative token counts so far; the last one seen is the call's total. The client
+    emits the highest figures seen in the stream, field by field, so they never go down."""
 
     input_tokens: int
     output_tokens: int

@@ -4,17 +4,24 @@ A frame is the JSON object of one SSE `data:` line: `{"output", "usage", "reques
 results or `{"code", "message", "request_id"}` for errors. Everything awkward about the wire
 format is handled here and nowhere else: KeepAlive frames, metadata-only frames, a null
 `output`, mainline vs snapshot statuses, statuses nobody documented, and values of the wrong type.
+
+Nothing leaves here that a later write could choke on: text has no lone UTF-16 surrogates
+(JSON allows `"\\ud800"`, UTF-8 and so every database refuse it) and every count is a whole
+number from 0 to MAX_COUNT, whatever the frame said (2**64, -5, 1e300, "12").
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from bot.qwen.events import (
     ANSWER,
     FINISHED,
     KEEPALIVE,
+    MAX_COUNT,
     ROUND_FINISHED,
     Event,
     Finished,
@@ -31,28 +38,41 @@ from bot.qwen.events import (
     WebSite,
 )
 
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_MAX_DIGITS: Final = 40  # a longer number is corrupt anyway; int() of 4,300+ digits raises
+
 
 def _obj(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
 def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+    """Text, with any lone surrogate (a pair decodes to one character) as U+FFFD."""
+    if not isinstance(value, str):
+        return ""
+    return _SURROGATE.sub("\ufffd", value)
 
 
 def _int(value: Any) -> int:
+    """A count from 0 to MAX_COUNT: negatives are 0, larger figures MAX_COUNT, a fraction is
+    rounded up (a count is never recorded lower than it was), and anything else is 0."""
+    number: int
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdecimal():
-        try:
-            return int(value)
-        except ValueError:  # exotic decimal digits int() still refuses
+        number = value
+    elif isinstance(value, float):
+        if math.isnan(value):
             return 0
-    return 0
+        number = MAX_COUNT if math.isinf(value) else math.ceil(value)
+    elif isinstance(value, str):
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit()):
+            return 0
+        number = int(digits) if len(digits) <= _MAX_DIGITS else MAX_COUNT
+    else:
+        return 0
+    return min(max(number, 0), MAX_COUNT)
 
 
 def _list(value: Any) -> list[Any]:
@@ -167,6 +187,31 @@ def _thinking_events(output: Mapping[str, Any]) -> list[Event]:
     if reason and reason != "null":
         events.append(Finished(ANSWER))
     return events
+
+
+class UsagePeak:
+    """The highest cumulative figures one stream has reported so far, field by field.
+
+    Usage frames are cumulative, but a stream may send a lower figure after a higher one (a
+    late frame, a reset counter); the ledger must never record less than was reported."""
+
+    def __init__(self) -> None:
+        self._peak: Usage | None = None
+
+    def __call__(self, event: Event) -> Event:
+        """`event`, or for a Usage the running maximum including it."""
+        if not isinstance(event, Usage):
+            return event
+        peak = self._peak
+        if peak is not None:
+            event = Usage(
+                input_tokens=max(peak.input_tokens, event.input_tokens),
+                output_tokens=max(peak.output_tokens, event.output_tokens),
+                reasoning_tokens=max(peak.reasoning_tokens, event.reasoning_tokens),
+                request_id=event.request_id or peak.request_id,
+            )
+        self._peak = event
+        return event
 
 
 def _usage(frame: Mapping[str, Any]) -> Usage | None:

@@ -46,6 +46,16 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class RawFrame:
+    """One SSE event whose ``data:`` line is sent exactly as given: for what json.dumps will not
+    write, such as an escaped lone surrogate (``"\\ud800"``) or a figure typed as a string."""
+
+    line: str
+    event: str = "result"
+    http_status: int = 200
+
+
+@dataclass(frozen=True)
 class Pause:
     """Sleep between events (keep it small in tests)."""
 
@@ -102,7 +112,7 @@ class Gate:
         await asyncio.wait_for(self._reached.wait(), timeout)
 
 
-Step = Frame | Pause | MidStreamError | ErrorFrameWithoutCode | HttpError | Gate
+Step = Frame | Pause | MidStreamError | ErrorFrameWithoutCode | HttpError | Gate | RawFrame
 Script = list[Step]
 
 
@@ -226,6 +236,13 @@ class FakeDashScope:
                     data = accumulate(step.data) if accumulate else step.data
                     request_id = str(data.get("request_id", request_id))
                     await send(step.event, step.http_status, data)
+                elif isinstance(step, RawFrame):
+                    _check_connected(request)
+                    await resp.write(
+                        f"id:{next_id}\nevent:{step.event}\n:HTTP_STATUS/{step.http_status}\n"
+                        f"data:{step.line}\n\n".encode()
+                    )
+                    next_id += 1
                 elif isinstance(step, Pause):
                     await self._idle(request, None, step.seconds)
                 elif isinstance(step, Gate):

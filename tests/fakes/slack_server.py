@@ -173,6 +173,94 @@ def _check_message(args: dict[str, Any]) -> None:
     _check_blocks(args.get("blocks"))
 
 
+# ---- stricter Block Kit limits (opt in with `FakeSlack.strict = True`) -------------------------
+# Field limits from Slack's Block Kit reference, for the fields this bot fills. Off by default so
+# existing tests see the fake exactly as before; a test that proves a rendering fits turns it on.
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_TITLE = 24
+_TEXT_LIMITS = {
+    "section": 3000,
+    "header": 150,
+    "context": 3000,
+    "button": 75,
+    "option": 75,
+    "label": 2000,
+    "hint": 2000,
+    "placeholder": 150,
+}
+
+
+def _text_of(obj: Any) -> str:
+    return str(obj.get("text", "")) if isinstance(obj, dict) else ""
+
+
+def block_kit_problems(blocks: Any, *, max_blocks: int = MAX_BLOCKS) -> list[str]:
+    """Every limit `blocks` breaks (empty when Slack would take them)."""
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        return ["blocks is not a list of objects"]
+    problems: list[str] = []
+    if len(blocks) > max_blocks:
+        problems.append(f"{len(blocks)} blocks > {max_blocks}")
+
+    def over(where: str, text: str, limit: int) -> None:
+        if len(text) > limit:
+            problems.append(f"{where}: {len(text)} characters > {limit}")
+
+    def element(where: str, e: Any) -> None:
+        if not isinstance(e, dict):
+            return
+        if e.get("type") == "button":
+            over(f"{where} button text", _text_of(e.get("text")), _TEXT_LIMITS["button"])
+            over(f"{where} button value", str(e.get("value", "")), 2000)
+        if "placeholder" in e:
+            over(f"{where} placeholder", _text_of(e["placeholder"]), _TEXT_LIMITS["placeholder"])
+        if e.get("type") == "plain_text_input":
+            limit = int(e.get("max_length", 3000))
+            if limit > 3000:
+                problems.append(f"{where} max_length {limit} > 3000")
+            over(f"{where} initial_value", str(e.get("initial_value", "")), min(limit, 3000))
+        for option in [*(e.get("options") or []), *(e.get("initial_options") or [])]:
+            if isinstance(option, dict):
+                over(f"{where} option text", _text_of(option.get("text")), 75)
+                over(f"{where} option value", str(option.get("value", "")), 150)
+
+    markdown_total = 0
+    for i, block in enumerate(blocks):
+        kind = block.get("type")
+        where = f"block {i} ({kind})"
+        if kind == "section":
+            over(where, _text_of(block.get("text")), _TEXT_LIMITS["section"])
+            element(where, block.get("accessory"))
+        elif kind == "header":
+            over(where, _text_of(block.get("text")), _TEXT_LIMITS["header"])
+        elif kind == "context":
+            for e in block.get("elements") or []:
+                over(where, _text_of(e), _TEXT_LIMITS["context"])
+        elif kind == "actions":
+            for e in block.get("elements") or []:
+                element(where, e)
+        elif kind == "input":
+            over(f"{where} label", _text_of(block.get("label")), _TEXT_LIMITS["label"])
+            over(f"{where} hint", _text_of(block.get("hint")), _TEXT_LIMITS["hint"])
+            element(where, block.get("element"))
+        elif kind == "markdown":
+            markdown_total += len(str(block.get("text", "")))
+    if markdown_total > MAX_MARKDOWN_TOTAL:
+        problems.append(f"markdown blocks: {markdown_total} characters > {MAX_MARKDOWN_TOTAL}")
+    return problems
+
+
+def view_problems(view: Any) -> list[str]:
+    """Every limit a modal or Home tab view breaks (empty when Slack would take it)."""
+    if not isinstance(view, dict):
+        return ["view is not an object"]
+    problems = block_kit_problems(view.get("blocks") or [], max_blocks=MAX_VIEW_BLOCKS)
+    for key in ("title", "submit", "close"):
+        if key in view and len(_text_of(view[key])) > MAX_VIEW_TITLE:
+            problems.append(f"view {key} longer than {MAX_VIEW_TITLE}")
+    return problems
+
+
 class FakeSlack:
     def __init__(
         self,
@@ -203,6 +291,10 @@ class FakeSlack:
 
         self.port = 0
         self.api_url = ""
+        # True: messages and views are also held to block_kit_problems / view_problems, and a
+        # breach is refused as Slack does (invalid_blocks; invalid_arguments for views).
+        self.strict = False
+        self._response_faults: dict[str, list[str]] = {}  # response_url name -> errors to answer
         self._faults: dict[str, _Fault] = {}
         self._pending_uploads: dict[str, _PendingUpload] = {}
         self._ids = itertools.count(1)
@@ -362,6 +454,21 @@ class FakeSlack:
         """Answer the next `times` calls to `method` with `status` and {"ok": false, error}."""
         self._faults[method] = _Fault(status, error, retry_after, times)
 
+    def refuse_responses(
+        self, url_or_name: str, error: str = "invalid_blocks", *, times: int = 1
+    ) -> None:
+        """Refuse the next `times` posts to this response URL with HTTP 400 and `error`."""
+        name = url_or_name.rsplit("/", 1)[-1]
+        self._response_faults.setdefault(name, []).extend([error] * times)
+
+    def _check_strict(self, blocks: Any) -> None:
+        if self.strict and blocks is not None and block_kit_problems(blocks):
+            raise SlackError("invalid_blocks")
+
+    def _check_strict_view(self, view: Any) -> None:
+        if self.strict and view_problems(view):
+            raise SlackError("invalid_arguments")
+
     async def wait_socket_connected(self, timeout: float = 10.0) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -460,6 +567,8 @@ class FakeSlack:
             error, body = "invalid_payload", {}
         elif len(self.responses_to(name)) >= MAX_RESPONSE_USES:
             error = "used_url"
+        elif self._response_faults.get(name):
+            error = self._response_faults[name].pop(0)
         elif not any(body.get(k) for k in ("text", "blocks", "attachments", "delete_original")):
             error = "no_text"
         else:
@@ -467,6 +576,7 @@ class FakeSlack:
                 if len(str(body.get("text", ""))) > MAX_TEXT:
                     raise SlackError("msg_too_long")
                 _check_blocks(_decode_json_args(dict(body)).get("blocks"))
+                self._check_strict(_decode_json_args(dict(body)).get("blocks"))
             except SlackError as e:
                 error = e.error
         self.responses.append(ResponsePost(name, body, error))
@@ -540,6 +650,7 @@ class FakeSlack:
 
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         _check_message(args)
+        self._check_strict(args.get("blocks"))
         if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):
             raise SlackError("no_text")
         ts = next_ts()
@@ -569,6 +680,7 @@ class FakeSlack:
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         _check_message(args)
+        self._check_strict(args.get("blocks"))
         msg = self.messages.get(args.get("ts", ""))
         if msg is None or msg["channel"] != args["channel"]:
             raise SlackError("message_not_found")
@@ -582,6 +694,7 @@ class FakeSlack:
 
     def _chat_post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         _check_message(args)
+        self._check_strict(args.get("blocks"))
         if not args.get("user"):
             raise SlackError("user_not_found")
         return {"message_ts": next_ts()}
@@ -631,11 +744,13 @@ class FakeSlack:
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("trigger_id"):
             raise SlackError("invalid_trigger_id")
+        self._check_strict_view(args.get("view"))
         return self._store_view(args.get("view"))
 
     def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("user_id"):
             raise SlackError("invalid_arguments")
+        self._check_strict_view(args.get("view"))
         return self._store_view(args.get("view"))
 
     def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -643,6 +758,7 @@ class FakeSlack:
         view_id = args.get("view_id") or args.get("external_id")
         if not view_id:
             raise SlackError("invalid_arguments")
+        self._check_strict_view(args.get("view"))
         return self._store_view(args.get("view"), view_id)
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
