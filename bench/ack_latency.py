@@ -133,7 +133,15 @@ async def run_mode(mode: Mode, args: argparse.Namespace) -> ModeResult:
         dashscope = CountingDashScope()
         async with FakeSlack() as slack, dashscope:
             bot = await start_real_bot(
-                slack, dashscope, Path(tmp), mode, args.placement, PROGRESS_UPDATE_SECONDS="1"
+                slack,
+                dashscope,
+                Path(tmp),
+                mode,
+                args.placement,
+                PROGRESS_UPDATE_SECONDS="1",
+                # A hundred streams at once: above the default admission caps on purpose.
+                USER_MAX_RUNNING="1000",
+                WORKSPACE_MAX_RUNNING="1000",
             )
             try:
                 async with aiohttp.ClientSession() as session:

@@ -117,7 +117,14 @@ async def run(args: argparse.Namespace) -> Result:
         dashscope = CountingDashScope()
         async with FakeSlack() as slack, dashscope:
             bot = await start_real_bot(
-                slack, dashscope, Path(tmp), args.mode, args.placement, PROGRESS_UPDATE_SECONDS="1"
+                slack,
+                dashscope,
+                Path(tmp),
+                args.mode,
+                args.placement,
+                PROGRESS_UPDATE_SECONDS="1",
+                USER_MAX_RUNNING="1000",
+                WORKSPACE_MAX_RUNNING="1000",
             )
             try:
                 async with aiohttp.ClientSession() as session:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
@@ -26,20 +28,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT (0), or until Slack refuses a token (2). A signal ends the
+    process even while it is still starting (Slack unreachable, say): the start is cut short
+    and undone."""
     runtime = BotRuntime(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    await runtime.start()
+    starting = asyncio.create_task(runtime.start(), name="start")
+    if not await _first(starting, stopping):
+        logger.info("stopping before the start finished")
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        logger.info("stopped")
+        return 0
+    await starting  # raises StartupError
     logger.info("bot started: %r", settings)
     try:
-        await stopping.wait()
+        failed = asyncio.create_task(runtime.failed.wait())
+        try:
+            await _first(failed, stopping)
+        finally:
+            failed.cancel()
         logger.info("stopping: finishing up running threads")
     finally:
         await runtime.stop()
     logger.info("stopped")
+    if runtime.failure is not None:
+        print(f"The bot stopped.\n{runtime.failure}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _first(work: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
+    """Wait for `work` or `stopping`; True if `work` finished first (or both did)."""
+    waiter = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    return work.done()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.secrets)
     try:
-        asyncio.run(run(settings))
+        return asyncio.run(run(settings))
     except StartupError as exc:
         logger.debug("start failed", exc_info=True)
         print(f"Cannot start the bot.\n{exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

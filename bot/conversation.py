@@ -70,6 +70,38 @@ class ConversationKey:
     thread_ts: str
 
 
+QUESTION: Final = "question"
+REPORT: Final = "report"
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """What the thread is owed and Slack has not yet accepted: the clarifying question (the
+    last assistant turn of the history) or the report (with its footer figures)."""
+
+    kind: str  # QUESTION | REPORT
+    marker: str  # names the posts in the thread, so a redelivery can see what arrived
+    attempts: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "marker": self.marker,
+            "attempts": self.attempts,
+            "stats": self.stats,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Owed:
+        return cls(
+            kind=str(data.get("kind", "")),
+            marker=str(data.get("marker", "")),
+            attempts=int(data.get("attempts", 0)),
+            stats=dict(data.get("stats") or {}),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Conversation:
     key: ConversationKey
@@ -92,6 +124,7 @@ class Conversation:
     applied: tuple[str, ...] = ()
     queued_at: float = 0.0  # when it joined the research queue (the queue is oldest first)
     not_before: float = 0.0  # a throttled run waits in the queue until then
+    owed: Owed | None = None  # a delivery to the thread not yet confirmed by Slack
 
     def handled(self, ts: str) -> bool:
         return bool(ts) and ts in self.applied

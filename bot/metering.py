@@ -27,36 +27,44 @@ class MeteredCall:
         self._meter = meter
         self._cost = cost
         self.call_id = uuid.uuid4().hex
-        self._record = replace(draft, call_id=self.call_id, input_tokens=0, output_tokens=0)
+        self._draft = replace(draft, call_id=self.call_id, input_tokens=0, output_tokens=0)
         self.usage: Usage | None = None
 
     def see(self, usage: Usage) -> None:
-        """The stream's cumulative figures; the highest seen so far are kept."""
-        if self.usage is not None:
-            usage = Usage(
-                max(usage.input_tokens, self.usage.input_tokens),
-                max(usage.output_tokens, self.usage.output_tokens),
-                max(usage.reasoning_tokens, self.usage.reasoning_tokens),
-                usage.request_id or self.usage.request_id,
+        """The stream's cumulative figures. Called for every frame, so it only keeps them;
+        the ledger row is built when asked for."""
+        seen = self.usage
+        if seen is not None and (
+            usage.input_tokens < seen.input_tokens
+            or usage.output_tokens < seen.output_tokens
+            or usage.reasoning_tokens < seen.reasoning_tokens
+        ):
+            usage = Usage(  # never lower than what was reported before
+                max(usage.input_tokens, seen.input_tokens),
+                max(usage.output_tokens, seen.output_tokens),
+                max(usage.reasoning_tokens, seen.reasoning_tokens),
+                usage.request_id or seen.request_id,
             )
         self.usage = usage
-        self._record = replace(
-            self._record,
+        self._meter.changed(self)
+
+    @property
+    def record(self) -> UsageRecord:
+        usage = self.usage
+        if usage is None:
+            return self._draft
+        return replace(
+            self._draft,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             request_id=usage.request_id,
             cost_usd=self._cost(usage),
         )
-        self._meter.changed(self)
-
-    @property
-    def record(self) -> UsageRecord:
-        return self._record
 
     def records(self) -> list[UsageRecord]:
         """The ledger rows for this call so far: none until figures were seen."""
-        return [self._record] if self.usage is not None else []
+        return [self.record] if self.usage is not None else []
 
     def close(self) -> None:
         self._meter.closed(self)
@@ -98,8 +106,7 @@ class UsageMeter:
         return call
 
     def changed(self, call: MeteredCall) -> None:
-        if call.call_id in self._open:
-            self._changed.add(call.call_id)
+        self._changed.add(call.call_id)
 
     def closed(self, call: MeteredCall) -> None:
         self._open.pop(call.call_id, None)

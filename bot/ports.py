@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.conversation import Conversation, ConversationKey, State
+from bot.conversation import Conversation, ConversationKey, Owed, State
 from bot.records import SettingsRow, StoredAnswer, Totals, UsageRecord
 
 
@@ -40,6 +40,17 @@ class Conversations(Protocol):
 
     async def queue_position(self, conversation: Conversation) -> int:
         """1 for the first in its workspace's queue."""
+        ...
+
+    async def take_orphan_deliveries(self, owner: str, live: Sequence[str]) -> list[Conversation]:
+        """Conversations owing their thread a post whose process is not `live`, now owned
+        by `owner`."""
+        ...
+
+    async def settle_owed(self, key: ConversationKey, marker: str, owed: Owed | None) -> None:
+        """Replace the delivery `marker` (if still owed) by `owed`: None when Slack accepted
+        it or it was given up, a copy with more attempts when it is to be tried again. Does
+        not disturb other changes made meanwhile."""
         ...
 
     async def owned_runs(self, owner: str) -> set[ConversationKey]:

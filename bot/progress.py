@@ -25,6 +25,7 @@ class Stage(StrEnum):
     DONE = "done"
     STOPPED = "stopped"
     FAILED = "failed"
+    UNDELIVERED = "undelivered"  # finished, but Slack has not taken the report yet
 
 
 @dataclass(frozen=True, slots=True)

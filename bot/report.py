@@ -27,6 +27,8 @@ class Report:
     text: str  # exactly as the model wrote it
     references: tuple[Reference, ...]
     stats: RunStats
+    # Names this delivery in the thread, so a redelivery after a crash finds what was posted.
+    marker: str = ""
 
     @property
     def title(self) -> str:
@@ -57,7 +59,8 @@ class Report:
     @property
     def filename(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")[:60]
-        return f"{slug or 'research-report'}.md"
+        suffix = f"-{self.marker[:6]}" if self.marker else ""
+        return f"{slug or 'research-report'}{suffix}.md"
 
 
 def numbered(references: Sequence[Reference]) -> list[tuple[int, Reference]]:

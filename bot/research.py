@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -13,7 +15,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
-from bot.conversation import Conversation, ConversationKey, StaleConversation, State
+from bot.conversation import (
+    QUESTION,
+    REPORT,
+    Conversation,
+    ConversationKey,
+    Owed,
+    StaleConversation,
+    State,
+)
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
 from bot.metering import MeteredCall, UsageMeter
@@ -39,7 +49,7 @@ from bot.research_options import (
     parse_research_options,
     supports_research_tools,
 )
-from bot.sink import SinkFactory, ThreadSink
+from bot.sink import MESSAGE, DeliveryFailed, SinkFactory, ThreadSink
 from bot.usage import Pricing
 
 logger = logging.getLogger(__name__)
@@ -169,6 +179,7 @@ class ResearchService:
         # When each local run started, and when its stream last said anything (monotonic).
         self._started: dict[ConversationKey, float] = {}
         self._throttled: dict[ConversationKey, int] = {}  # Throttling answers in a row
+        self._streaming: set[ConversationKey] = set()  # runs between their start and end
         self._last_frame: dict[ConversationKey, float] = {}
         # Clarifying steps run inside Slack's listener tasks; shutdown must reach them too.
         self._steps: set[asyncio.Task[Any]] = set()
@@ -434,7 +445,7 @@ class ResearchService:
         """End local runs stopped or taken over elsewhere, too long, or silent too long;
         start queued research whose slot freed elsewhere or whose wait ended."""
         await self._admit()
-        running = [(k, t) for k, t in self._runs.items() if not t.done()]
+        running = [(k, t) for k, t in self._runs.items() if not t.done() and k in self._streaming]
         if not running:
             return
         mine = await self._store.owned_runs(self._config.process_id)
@@ -521,30 +532,32 @@ class ResearchService:
         usage = call.records()
         error = result.outcome
         if error is None and result.text.strip():
+            # Recorded as owed before it is posted: a crash in between posts it once, later.
             conversation = conversation.to(
                 State.AWAITING_CLARIFICATION,
                 history=(
                     *conversation.history,
                     {"role": "assistant", "content": result.text},
                 ),
+                owner=self._config.process_id,
+                owed=Owed(QUESTION, _marker(conversation.key, result.text)),
             )
         else:
             conversation = conversation.to(State.FAILED)
-        await self._record_step(conversation, usage, exists=exists)
-        if conversation.state is State.AWAITING_CLARIFICATION:
-            await sink.post_markdown(result.text)
-        else:
+        stored = await self._record_step(conversation, usage, exists=exists)
+        if stored is not None and stored.owed is not None:
+            await self._deliver(stored)
+        elif conversation.state is State.FAILED:
             _log_model_error(conversation.key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
 
     async def _record_step(
         self, conversation: Conversation, usage: list[UsageRecord], *, exists: bool
-    ) -> None:
+    ) -> Conversation | None:
         """The first step of a thread creates its conversation; a retried one updates it."""
         if exists:
-            await self._store.save(conversation, usage)
-        else:
-            await self._store.create(conversation, usage)
+            return await self._store.save(conversation, usage)
+        return await self._store.create(conversation, usage)
 
     async def _begin_research(self, conversation: Conversation) -> None:
         """Research joins the queue and starts at once if its user and workspace have a free
@@ -658,6 +671,7 @@ class ResearchService:
             ts = await progress.start()
             conversation = await self._store.save(replace(conversation, progress_ts=ts))
             pacing = asyncio.create_task(progress.keep_live())
+            self._streaming.add(key)
             try:
                 step = await self._research_step(conversation)
                 async for event in self._model.stream(step):
@@ -667,6 +681,7 @@ class ResearchService:
                     if isinstance(event, Usage):
                         call.see(event)
             finally:
+                self._streaming.discard(key)
                 pacing.cancel()
                 await asyncio.gather(pacing, return_exceptions=True)
         except asyncio.CancelledError:
@@ -705,41 +720,87 @@ class ResearchService:
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
             self._finish_later(progress, Stage.FAILED)
             return
-        report = Report(
-            topic=conversation.topic,
-            text=result.text,
-            references=result.references,
-            stats=RunStats(
-                duration_seconds=duration,
-                input_tokens=sum(u.input_tokens for u in usage),
-                output_tokens=sum(u.output_tokens for u in usage),
-                cost_usd=_total_cost(usage),
-            ),
-        )
+        stats = {
+            "duration_seconds": duration,
+            "input_tokens": sum(u.input_tokens for u in usage),
+            "output_tokens": sum(u.output_tokens for u in usage),
+            "cost_usd": str(cost) if (cost := _total_cost(usage)) is not None else None,
+        }
+        # Done, and the report owed to the thread until Slack has taken it: a crash before
+        # that delivers it later, once.
         conversation = await self._store.save(
             conversation.to(
                 State.DONE,
-                owner=None,
                 history=(*conversation.history, {"role": "assistant", "content": result.text}),
                 report=result.text,
                 references=tuple(
                     {"index": r.index, "title": r.title, "url": r.url} for r in result.references
                 ),
+                owed=Owed(REPORT, _marker(key, result.text), stats=stats),
             ),
             usage,
         )
-        try:
-            await sink.deliver_report(report)
-        except Exception:
-            logger.exception("could not deliver the report of %s", key)
-            await sink.post_notice(
-                "The research finished, but I could not upload the report to this thread. "
-                "It is saved; ask the bot's admin to check its Slack permissions (files:write)."
-            )
+        delivered = await self._deliver(conversation)
         # The report is out first; the progress message flips to "complete" when the
-        # workspace has room for one more edit.
-        self._finish_later(progress, Stage.DONE)
-        await self._answer_waiting(conversation)
+        # workspace has room for one more edit, and never claims a report that is not there.
+        self._finish_later(progress, Stage.DONE if delivered else Stage.UNDELIVERED)
+        # The run is over: questions kept during it are answered outside it, so nothing that
+        # watches runs mistakes the answers for research still streaming.
+        self._spawn_after(self._answer_waiting(conversation), f"kept questions {key}")
+
+    def _spawn_after(self, work: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("%s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def deliver_owed(self, conversation: Conversation) -> None:
+        """A delivery a stopped process (or a failed try) left owed: post what is missing."""
+        async with self._lock(conversation.key):
+            await self._deliver(conversation)
+        if conversation.state is State.DONE:
+            await self._answer_waiting(conversation)
+
+    async def _deliver(self, conversation: Conversation) -> bool:
+        """Post what the conversation owes its thread, skipping what a first try already
+        posted; True once Slack has taken all of it."""
+        owed = conversation.owed
+        if owed is None:
+            return True
+        key = conversation.key
+        sink = self._sinks(key)
+        try:
+            posted = await sink.delivered(owed.marker) if owed.attempts else frozenset()
+            if owed.kind == QUESTION:
+                if MESSAGE not in posted:
+                    question = str(conversation.history[-1].get("content", ""))
+                    await sink.post_markdown(question, marker=owed.marker)
+            else:
+                await sink.deliver_report(_report(conversation, owed), skip=posted)
+        except Exception as exc:
+            lasting = isinstance(exc, DeliveryFailed) and exc.lasting
+            part = exc.part if isinstance(exc, DeliveryFailed) else owed.kind
+            logger.warning(
+                "delivery of %s to %s failed (try %d)",
+                part,
+                key,
+                owed.attempts + 1,
+                exc_info=not isinstance(exc, DeliveryFailed),
+            )
+            again = not lasting and owed.attempts + 1 < MAX_DELIVERY_ATTEMPTS
+            await self._store.settle_owed(
+                key, owed.marker, replace(owed, attempts=owed.attempts + 1) if again else None
+            )
+            with contextlib.suppress(Exception):
+                await sink.post_notice(_undelivered(owed.kind, part, lasting=lasting, again=again))
+            return False
+        await self._store.settle_owed(key, owed.marker, None)
+        return True
 
     def _finish_later(self, progress: LiveProgress, stage: Stage) -> None:
         task = asyncio.create_task(progress.finish(stage), name=f"progress {stage}")
@@ -876,6 +937,56 @@ _THROTTLED: Final = (
 )
 THROTTLE_WAIT: Final = 10.0
 THROTTLE_MAX_WAIT: Final = 300.0
+
+
+MAX_DELIVERY_ATTEMPTS: Final = 3
+
+
+def _marker(key: ConversationKey, text: str) -> str:
+    return hashlib.sha256(f"{key}:{text}".encode()).hexdigest()[:16]
+
+
+def _report(conversation: Conversation, owed: Owed) -> Report:
+    stats = owed.stats
+    cost = stats.get("cost_usd")
+    return Report(
+        topic=conversation.topic,
+        text=conversation.report or "",
+        references=tuple(
+            Reference(
+                index=int(r.get("index") or 0),
+                title=str(r.get("title") or ""),
+                url=str(r.get("url") or ""),
+            )
+            for r in conversation.references
+        ),
+        stats=RunStats(
+            duration_seconds=float(stats.get("duration_seconds", 0.0)),
+            input_tokens=int(stats.get("input_tokens", 0)),
+            output_tokens=int(stats.get("output_tokens", 0)),
+            cost_usd=Decimal(cost) if cost is not None else None,
+        ),
+        marker=owed.marker,
+    )
+
+
+def _undelivered(kind: str, part: str, *, lasting: bool, again: bool) -> str:
+    what = {
+        "file": "upload the report file",
+        "summary": "post the report's summary",
+    }.get(part, "post my clarifying question" if kind == QUESTION else "post the report")
+    if lasting:
+        return (
+            f"The research step finished, but Slack would not let me {what} in this thread. "
+            "It is saved; ask the bot's admin to check that the bot is in this channel and has "
+            "its permissions (chat:write, files:write)."
+        )
+    if again:
+        return f"Slack had a problem when I tried to {what}. I'll try again in a moment."
+    return (
+        f"Slack kept failing when I tried to {what}, so I stopped trying. It is saved; "
+        "ask the bot's admin to look at the bot's logs."
+    )
 
 
 def _jitter() -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -12,12 +13,13 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+from bot import context
 from bot.answers import AnswerConfig, AnswerService
 from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.metering import UsageMeter
+from bot.pacing import SharedPacer, WorkspacePacer
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.research import ResearchConfig, ResearchService
 from bot.secrets_box import SecretBox
@@ -26,7 +28,14 @@ from bot.supervisor import LeaseConfig, Supervisor
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
 from handlers.answer_sinks import thread_answer_sinks
-from handlers.app import build_app, slack_client
+from handlers.app import (
+    SlackRefused,
+    SocketModeTransport,
+    build_app,
+    check_bot_token,
+    http_app,
+    slack_client,
+)
 from handlers.events import replayer
 from handlers.files import SlackFiles
 from handlers.slack_sink import slack_sinks
@@ -55,14 +64,29 @@ class BotRuntime:
         self._model_retry = model_retry
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
-        self._socket: AsyncSocketModeHandler | None = None
+        self._socket: SocketModeTransport | None = None
         self.services: Services | None = None
         self._supervisor: Supervisor | None = None
         self.http_port: int | None = None
+        # Set when Slack refuses a token after the start (Socket Mode reconnecting with a
+        # revoked app token): the process must stop; `failure` says which setting to fix.
+        self.failed = asyncio.Event()
+        self.failure: str | None = None
 
     async def start(self) -> None:
         settings = self.settings
         try:
+            client = slack_client(settings)
+            try:
+                identity = await check_bot_token(client)
+            except SlackRefused as exc:
+                raise StartupError(str(exc)) from None
+            if identity is not None:
+                logger.info(
+                    "Slack accepted SLACK_BOT_TOKEN: bot user %s in workspace %s",
+                    identity.get("user_id"),
+                    identity.get("team_id"),
+                )
             try:
                 storage = await Storage.open(settings.database_url)
             except StorageError as exc:
@@ -74,7 +98,6 @@ class BotRuntime:
                 connector=aiohttp.TCPConnector(limit=MODEL_CONNECTIONS, limit_per_host=0)
             )
             self._stack.push_async_callback(session.close)
-            client = slack_client(settings)
             model = QwenClient(
                 api_key=settings.dashscope_api_key,
                 base_url=settings.dashscope_base_url,
@@ -122,6 +145,10 @@ class BotRuntime:
                     workspace_max_running=settings.workspace_max_running,
                 ),
                 follow_up=answers.follow_up,
+                # One process on SQLite paces in memory; a fleet shares the buckets.
+                pacer=WorkspacePacer()
+                if storage.database.dialect == "sqlite"
+                else SharedPacer(storage.pacing),
                 budget=budget.refusal,
                 budget_held=budget.refusal_held,
                 workspace_settings=workspace_settings.research,
@@ -153,20 +180,52 @@ class BotRuntime:
                 ),
                 replay=replayer(app),
                 adopt_run=research.adopt,
+                deliver=research.deliver_owed,
                 watch_runs=research.watch_runs,
             )
+            # The tokenizer that fits follow-ups into a context window: loaded now, off the
+            # event loop, rather than during the first follow-up.
+            await asyncio.to_thread(context.preload)
             # Takes over what a stopped or dead process left: events, runs, usage.
             await self._supervisor.start()
             await research.answer_kept()
             if settings.http_mode:
-                await self._serve_http(app.web_app(path=EVENTS_PATH, port=settings.port))
+                await self._serve_http(
+                    http_app(app, settings.slack_signing_secret or "", EVENTS_PATH)
+                )
             else:
-                self._socket = AsyncSocketModeHandler(app, settings.slack_app_token)
+                # Retries with backoff while Slack is unreachable; a refused app token ends it.
+                self._socket = SocketModeTransport(
+                    app, settings.slack_app_token or "", on_refused=self._slack_refused
+                )
                 await self._socket.connect_async()
+                if self.failure is not None:
+                    raise StartupError(self.failure)
                 logger.info("connected to Slack in Socket Mode")
         except BaseException:
-            await self._stack.aclose()
+            # A failed start, or one cut short (SIGTERM while Slack is unreachable): undo
+            # what it began, within seconds.
+            await self._abandon_start()
             raise
+
+    def _slack_refused(self, sentence: str) -> None:
+        self.failure = sentence
+        self.failed.set()
+
+    async def _abandon_start(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.services is not None:
+                await self.services.research.shutdown(drain=0, timeout=5)
+        with contextlib.suppress(Exception):
+            if self._supervisor is not None:
+                await self._supervisor.stop()
+        with contextlib.suppress(Exception):
+            if self._socket is not None:
+                await self._socket.close_async()
+        with contextlib.suppress(Exception):
+            if self._runner is not None:
+                await self._runner.cleanup()
+        await self._stack.aclose()
 
     async def _serve_http(self, web_app: web.Application) -> None:
         self._runner = web.AppRunner(web_app, handle_signals=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from bot.conversation import ConversationKey
 from bot.progress import ProgressView
@@ -13,8 +13,9 @@ from bot.report import Report
 class ThreadSink(Protocol):
     """One conversation's thread. Methods raise only when the post itself failed."""
 
-    async def post_markdown(self, text: str) -> str:
-        """Post model-written Markdown (a clarifying question, an answer); returns its ts."""
+    async def post_markdown(self, text: str, *, marker: str = "") -> str:
+        """Post model-written Markdown (a clarifying question, an answer); returns its ts.
+        `marker` names the post, for `delivered`."""
         ...
 
     async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
@@ -29,9 +30,29 @@ class ThreadSink(Protocol):
         """The thread's status line; best effort, never raises."""
         ...
 
-    async def deliver_report(self, report: Report) -> None:
-        """Upload the report document and post its summary."""
+    async def deliver_report(self, report: Report, *, skip: frozenset[str] = frozenset()) -> None:
+        """Upload the report document (FILE) and post its summary (SUMMARY), each unless in
+        `skip`. Raises DeliveryFailed naming the part that failed."""
+        ...
+
+    async def delivered(self, marker: str) -> frozenset[str]:
+        """Which posts named `marker` are in the thread: MESSAGE (a marked post), FILE (a
+        report file whose name carries the marker), SUMMARY (a marked report summary)."""
         ...
 
 
 SinkFactory = Callable[[ConversationKey], ThreadSink]
+
+MESSAGE: Final = "message"
+FILE: Final = "file"
+SUMMARY: Final = "summary"
+
+
+class DeliveryFailed(Exception):
+    """Slack did not take a part of a delivery. `lasting`: it will not take it on a second try
+    either (a missing permission, the bot not in the channel), so the bot's admin must act."""
+
+    def __init__(self, part: str, *, lasting: bool) -> None:
+        super().__init__(part)
+        self.part = part
+        self.lasting = lasting

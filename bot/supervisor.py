@@ -50,6 +50,7 @@ class Supervisor:
         config: LeaseConfig,
         replay: Callable[[OrphanEvent], Awaitable[None]],
         adopt_run: Callable[[Conversation], Awaitable[None]],
+        deliver: Callable[[Conversation], Awaitable[None]] | None = None,
         watch_runs: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -61,6 +62,7 @@ class Supervisor:
         self._config = config
         self._replay = replay
         self._adopt_run = adopt_run
+        self._deliver = deliver
         self._watch_runs = watch_runs
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,6 +133,11 @@ class Supervisor:
         for conversation in await self._conversations.take_orphan_runs(self.process_id, live):
             logger.info("adopting research run %s from a stopped process", conversation.key)
             self._spawn(self._adopt_run(conversation), f"adopt {conversation.key}")
+        if self._deliver is not None:
+            owed = await self._conversations.take_orphan_deliveries(self.process_id, live)
+            for conversation in owed:
+                logger.info("delivering what %s is owed", conversation.key)
+                self._spawn(self._deliver(conversation), f"deliver {conversation.key}")
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
@@ -157,5 +164,8 @@ class Supervisor:
             await asyncio.wait(self._work, timeout=5)
         try:
             await self._inflight.flush(self.process_id, self._meter.take_changed())
-        finally:
             await self._processes.leave(self.process_id)
+        except Exception:
+            # Best effort: a process that could not say goodbye is taken for dead once its
+            # lease runs out, and its work is taken over then.
+            logger.exception("could not hand over this process's work at once")

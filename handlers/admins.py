@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Final
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ async def is_workspace_admin(
             response = await client.users_info(user=user_id)
     except TimeoutError:
         logger.warning("users.info for %s took longer than %.1fs", user_id, timeout)
+        return None
+    except SlackApiError as exc:
+        logger.warning("users.info for %s failed: %s", user_id, exc.response.get("error"))
         return None
     except Exception:
         logger.exception("users.info for %s failed", user_id)

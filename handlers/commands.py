@@ -16,6 +16,7 @@ from bot.flags import FlagError, parse_ask
 from bot.research import MAX_MESSAGE_CHARS
 from bot.services import Services
 from handlers.answer_sinks import ResponseUrlSink
+from handlers.events import has_substance, unescape
 from handlers.help import HELP, help_blocks
 from handlers.render import SECTION_LIMIT, TEXT_LIMIT, escape, escaped, split_text
 from handlers.settings import open_settings
@@ -29,6 +30,7 @@ NOT_IN_CHANNEL: Final = (
     "`/invite @Qwen Deep Research`, then run the command again. (`/ask` works anywhere.)"
 )
 TOO_LONG: Final = f"Please keep the topic under {MAX_MESSAGE_CHARS:,} characters."
+NO_QUESTION: Final = "Please add a question."
 USAGE_FAILED: Final = "I couldn't read the usage figures just now. Please try again in a minute."
 
 
@@ -36,7 +38,11 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.command("/ask")
     async def on_ask(ack: AsyncAck, command: dict[str, Any]) -> None:
         try:
-            options = parse_ask(command.get("text", ""))
+            # Slack sends the text HTML-escaped: undone once here, escaped once on the way
+            # back when the question is quoted.
+            options = parse_ask(unescape(command.get("text", "")))
+            if not has_substance(options.question):  # zero-width characters only, say
+                raise FlagError(NO_QUESTION)
         except FlagError as exc:
             await ack(text=escape(exc.usage))  # an ack's text is seen by the asker only
             return
@@ -55,10 +61,10 @@ def register(app: AsyncApp, services: Services) -> None:
     async def on_research(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
     ) -> None:
-        text = command.get("text", "").strip()
+        text = unescape(command.get("text", "")).strip()
         word = text.lower()
         team = command.get("team_id", "")
-        if word in ("", "help"):
+        if word in ("", "help") or not has_substance(text):
             await ack(text=HELP, blocks=help_blocks())
         elif word == "usage":
             await ack()

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -18,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import ConversationKey
 from bot.images import Image, accept_images
 from bot.ports import OrphanEvent
+from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
 from handlers.slack_sink import SlackThreadSink
 
@@ -109,6 +111,14 @@ def register(app: AsyncApp, services: Services) -> None:
         elif event.get("channel_type") == "im":
             # In a DM every top-level message is meant for the bot: no mention needed.
             await _deliver(research.mention, key, body, context, client)
+        elif event.get("channel_type") == "mpim" and mentions(
+            str(event.get("text") or ""), context.bot_user_id
+        ):
+            # In a group DM people talk to each other: a top-level message starts research
+            # only when it mentions the bot (Slack may also send it as app_mention; the
+            # message claim lets one of the two through). Replies in its thread need no
+            # mention, as everywhere.
+            await _deliver(research.mention, key, body, context, client)
 
     async def _handled(body: Mapping[str, Any], work: Awaitable[None]) -> None:
         """Run the listener's work, then mark its event done. If the work is cut (the process
@@ -131,7 +141,8 @@ def register(app: AsyncApp, services: Services) -> None:
         claim = _message_claim(key, event)
         if not await services.claims.claim(claim, holder=str(body.get("event_id") or "")):
             return
-        text = strip_mentions(event.get("text", ""), context.bot_user_id)
+        raw = event.get("text")
+        text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
         async with _guarded(client, key):
             images, refusals = await _images(event)
             await entry(
@@ -196,6 +207,53 @@ def strip_mentions(text: str, bot_user_id: str | None) -> str:
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def mentions(text: str, bot_user_id: str | None) -> bool:
+    """Whether `text` mentions the bot (`<@UBOT>` or `<@UBOT|name>`)."""
+    if not bot_user_id:
+        return False
+    return re.search(rf"<@{re.escape(bot_user_id)}[|>]", text) is not None
+
+
+_ENTITIES: Final = re.compile(r"&(amp|lt|gt);")
+_UNESCAPED: Final = {"amp": "&", "lt": "<", "gt": ">"}
+
+
+def unescape(text: str) -> str:
+    """Slack's text as typed: Slack sends `&`, `<` and `>` as `&amp;`, `&lt;` and `&gt;`
+    (and nothing else escaped). Undone once, in one pass, so `&amp;lt;` (someone typing
+    `&lt;`) stays `&lt;`."""
+    return _ENTITIES.sub(lambda m: _UNESCAPED[m.group(1)], text)
+
+
+# Slack markup that names people or places but asks nothing: user, group and broadcast
+# mentions, channel links.
+_ADDRESSING: Final = re.compile(
+    r"<(?:@[UW][A-Z0-9]+|!subteam\^[A-Z0-9]+|!here|!channel|!everyone|#C[A-Z0-9]+)(?:\|[^>]*)?>"
+)
+# Letters that render as nothing (Hangul fillers).
+_BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
+
+
+def has_substance(text: str) -> bool:
+    """Whether Slack message text asks something: a letter or a digit left once mentions,
+    options, whitespace, zero-width and other invisible characters, punctuation and emoji
+    are set aside. "<@U123>" alone, or only zero-width spaces, is nothing to research."""
+    with contextlib.suppress(OptionError):  # the domain answers with the option's sentence
+        _, text = parse_research_options(text)
+    text = unescape(_ADDRESSING.sub(" ", text))  # `&amp;` alone is not the word "amp"
+    return any(unicodedata.category(c)[0] in "LN" and c not in _BLANK_LETTERS for c in text)
+
+
+def request_text(raw: str, bot_user_id: str | None) -> str:
+    """What the person asked, for the domain: the bot's mention removed, Slack's escaping
+    undone once; empty when nothing is left to research (the domain then answers with how to
+    use the bot, or nothing, and calls no model)."""
+    text = strip_mentions(raw, bot_user_id)
+    if not has_substance(text):
+        return ""
+    return unescape(text)
 
 
 def _from_a_person(event: Mapping[str, Any]) -> bool:

@@ -32,9 +32,14 @@ _STAGE_LINES: Final[dict[Stage, str]] = {
     Stage.DONE: ":white_check_mark: Research complete. The report is below.",
     Stage.STOPPED: ":black_square_for_stop: Research stopped.",
     Stage.FAILED: ":warning: Research did not finish.",
+    Stage.UNDELIVERED: ":warning: Research complete, but the report is not in this thread yet.",
 }
 
 Message = dict[str, Any]
+
+# Summaries and progress carry links (sources, the report); Slack would unfurl them into
+# previews that bury the message.
+NO_UNFURL: Final = {"unfurl_links": False, "unfurl_media": False}
 
 
 def key_value(key: ConversationKey) -> str:
@@ -77,7 +82,7 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
     ]
-    if view.stage not in (Stage.DONE, Stage.STOPPED, Stage.FAILED):
+    if view.stage not in (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED):
         blocks.append(
             {
                 "type": "actions",
@@ -92,7 +97,7 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
                 ],
             }
         )
-    return {"text": f"{headline} ({', '.join(facts)})", "blocks": blocks}
+    return {"text": f"{headline} ({', '.join(facts)})", "blocks": blocks, **NO_UNFURL}
 
 
 def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Message:
@@ -179,14 +184,16 @@ def report_summary(report: Report) -> Message:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
     text = f"{report.title}: {report.summary}" if report.summary else report.title
-    return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks}
+    return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks, **NO_UNFURL}
 
 
 def fallback_message(message: Message) -> Message:
     """What to post when Slack refuses `message`'s blocks: its plain text alone, which every
     renderer here keeps escaped and within TEXT_LIMIT."""
     text = message.get("text")
-    return {"text": clip(text, TEXT_LIMIT) if isinstance(text, str) and text else FALLBACK_SENTENCE}
+    unfurl = {k: message[k] for k in NO_UNFURL if k in message}
+    text = clip(text, TEXT_LIMIT) if isinstance(text, str) and text else FALLBACK_SENTENCE
+    return {"text": text, **unfurl}
 
 
 # --------------------------------------------------------------------------- text that is safe

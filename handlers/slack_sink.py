@@ -5,16 +5,34 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
 from bot.progress import ProgressView
 from bot.report import Report
-from bot.sink import SinkFactory
+from bot.sink import FILE, MESSAGE, SUMMARY, DeliveryFailed, SinkFactory
 from handlers import render
 
 logger = logging.getLogger(__name__)
+
+# Message metadata naming the bot's deliveries (questions, report summaries) in a thread.
+DELIVERY_EVENT: Final = "qdr_delivery"
+MAX_REPLY_PAGES: Final = 20
+# Errors a second try will not cure: the bot's admin must grant a scope or invite the bot.
+LASTING_ERRORS: Final = frozenset(
+    {
+        "missing_scope",
+        "not_in_channel",
+        "channel_not_found",
+        "is_archived",
+        "restricted_action",
+        "not_allowed_token_type",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+    }
+)
 
 # Slack's answers to a message whose layout or length it will not take. The same message as
 # plain text (without its blocks) still reaches the reader.
@@ -47,9 +65,12 @@ class SlackThreadSink:
         self._client = client
         self._key = key
 
-    async def post_markdown(self, text: str) -> str:
+    async def post_markdown(self, text: str, *, marker: str = "") -> str:
         ts = ""
-        for message in render.markdown_messages(text):
+        messages = render.markdown_messages(text)
+        for i, message in enumerate(messages):
+            if marker and i == len(messages) - 1:  # the last part arrived: all did
+                message = {**message, "metadata": _metadata(marker)}
             response = await self._post(message)
             ts = ts or str(response.get("ts", ""))
         return ts
@@ -74,20 +95,65 @@ class SlackThreadSink:
             # The status line is decoration: a workspace without the feature still works.
             logger.info("thread status not set: %s", exc.response.get("error"))
 
-    async def deliver_report(self, report: Report) -> None:
-        await self._client.files_upload_v2(
-            channel=self._key.channel_id,
-            thread_ts=self._key.thread_ts,
-            content=report.markdown(),
-            filename=report.filename,
-            title=report.title,
-        )
-        await self._post(render.report_summary(report))
+    async def deliver_report(self, report: Report, *, skip: frozenset[str] = frozenset()) -> None:
+        if FILE not in skip:
+            try:
+                await self._client.files_upload_v2(
+                    channel=self._key.channel_id,
+                    thread_ts=self._key.thread_ts,
+                    content=report.markdown(),
+                    filename=report.filename,
+                    title=report.title,
+                )
+            except (SlackApiError, SlackClientError, OSError) as exc:
+                raise _failed(FILE, exc) from exc
+        if SUMMARY not in skip:
+            summary = render.report_summary(report)
+            if report.marker:
+                summary = {**summary, "metadata": _metadata(report.marker)}
+            try:
+                await self._post(summary)
+            except (SlackApiError, SlackClientError, OSError) as exc:
+                raise _failed(SUMMARY, exc) from exc
+
+    async def delivered(self, marker: str) -> frozenset[str]:
+        found: set[str] = set()
+        cursor: str | None = None
+        for _ in range(MAX_REPLY_PAGES):
+            response = await self._client.conversations_replies(
+                channel=self._key.channel_id,
+                ts=self._key.thread_ts,
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in response.get("messages") or []:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("marker") == marker:
+                    found.add(MESSAGE)
+                    found.add(SUMMARY)
+                for f in message.get("files") or []:
+                    if f"-{marker[:6]}." in str(f.get("name", "")):
+                        found.add(FILE)
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return frozenset(found)
 
     async def _post(self, message: render.Message) -> dict:
         return await post_message(
             self._client, message, channel=self._key.channel_id, thread_ts=self._key.thread_ts
         )
+
+
+def _metadata(marker: str) -> dict[str, Any]:
+    return {"event_type": DELIVERY_EVENT, "event_payload": {"marker": marker}}
+
+
+def _failed(part: str, exc: Exception) -> DeliveryFailed:
+    error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+    logger.warning("Slack did not take the report's %s (%s)", part, error or type(exc).__name__)
+    return DeliveryFailed(part, lasting=error in LASTING_ERRORS)
 
 
 def slack_sinks(client: AsyncWebClient) -> SinkFactory:

@@ -8,7 +8,13 @@ from storage.answers import SqlAnswers
 from storage.claims import SqlClaims
 from storage.conversations import SqlConversations
 from storage.database import Database
-from storage.durable import SqlInbox, SqlInflightUsage, SqlKeptQuestions, SqlProcesses
+from storage.durable import (
+    SqlInbox,
+    SqlInflightUsage,
+    SqlKeptQuestions,
+    SqlPacing,
+    SqlProcesses,
+)
 from storage.ledger import SqlUsageLedger
 from storage.workspace_settings import SqlWorkspaceSettings
 
@@ -25,6 +31,7 @@ class Storage:
     processes: SqlProcesses
     inflight: SqlInflightUsage
     kept: SqlKeptQuestions
+    pacing: SqlPacing
 
     @classmethod
     async def open(cls, url: str) -> Storage:
@@ -41,6 +48,7 @@ class Storage:
             processes=SqlProcesses(db),
             inflight=SqlInflightUsage(db),
             kept=SqlKeptQuestions(db),
+            pacing=SqlPacing(db),
         )
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import RowMapping, func, select, update
 
-from bot.conversation import Conversation, ConversationKey, StaleConversation, State
+from bot.conversation import Conversation, ConversationKey, Owed, StaleConversation, State
 from bot.records import UsageRecord
 from bot.research_options import ResearchOptions
 from storage.database import Database
@@ -70,6 +70,32 @@ class SqlConversations:
         async with self._db.read() as conn:
             rows = (await conn.execute(select(table).where(table.c.state == state.value))).all()
         return [_conversation(r._mapping) for r in rows]
+
+    async def take_orphan_deliveries(self, owner: str, live: Sequence[str]) -> list[Conversation]:
+        owed_states = (State.AWAITING_CLARIFICATION.value, State.DONE.value)
+        orphaned = (table.c.owner.is_(None)) | (table.c.owner.not_in(list(live)))
+        async with self._db.write() as conn:
+            rows = (
+                await conn.execute(
+                    update(table)
+                    .where(table.c.owed.is_not(None), table.c.state.in_(owed_states), orphaned)
+                    .values(owner=owner, version=table.c.version + 1, updated_at=time.time())
+                    .returning(*table.c)
+                )
+            ).all()
+        return [_conversation(r._mapping) for r in rows]
+
+    async def settle_owed(self, key: ConversationKey, marker: str, owed: Owed | None) -> None:
+        async with self._db.write() as conn:
+            row = (await conn.execute(select(table.c.owed, table.c.state).where(*_is(key)))).first()
+            if row is None or not row.owed or Owed.from_json(json.loads(row.owed)).marker != marker:
+                return  # settled already, or owed something newer
+            values: dict[str, Any] = {
+                "owed": json.dumps(owed.to_json()) if owed is not None else None
+            }
+            if row.state in (State.AWAITING_CLARIFICATION.value, State.DONE.value):
+                values["owner"] = None
+            await conn.execute(update(table).where(*_is(key)).values(**values))
 
     async def owned_runs(self, owner: str) -> set[ConversationKey]:
         query = select(*_KEY).where(
@@ -172,6 +198,7 @@ def _row(c: Conversation) -> dict[str, Any]:
         "resumes": c.resumes,
         "applied": json.dumps(list(c.applied)),
         "queued_at": c.queued_at,
+        "owed": json.dumps(c.owed.to_json()) if c.owed is not None else None,
         "not_before": c.not_before,
     }
 
@@ -194,5 +221,6 @@ def _conversation(row: RowMapping) -> Conversation:
         resumes=row["resumes"],
         applied=tuple(json.loads(row["applied"] or "[]")),
         queued_at=row["queued_at"],
+        owed=Owed.from_json(json.loads(row["owed"])) if row["owed"] else None,
         not_before=row["not_before"],
     )

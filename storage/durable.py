@@ -15,7 +15,7 @@ from bot.ports import OrphanEvent
 from bot.records import UsageRecord
 from storage.database import Database
 from storage.ledger import insert_usage, record_from_row, usage_values
-from storage.tables import inbox, inflight_usage, kept_questions, processes, usage
+from storage.tables import inbox, inflight_usage, kept_questions, pacing, processes, usage
 
 
 class SqlInbox:
@@ -234,3 +234,34 @@ def _thread(key: ConversationKey) -> tuple[Any, ...]:
         kept_questions.c.channel_id == key.channel_id,
         kept_questions.c.thread_ts == key.thread_ts,
     )
+
+
+class SqlPacing:
+    """Per-workspace token buckets for chat.update, shared by a fleet."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def take(self, team_id: str, *, rate: float, burst: float, now: float) -> bool:
+        async with self._db.write() as conn:
+            await self._db.lock(conn, f"pacing:{team_id}")
+            row = (
+                await conn.execute(
+                    select(pacing.c.tokens, pacing.c.refilled_at).where(pacing.c.team_id == team_id)
+                )
+            ).first()
+            tokens, last = (burst, now) if row is None else (row.tokens, row.refilled_at)
+            tokens = min(burst, tokens + max(0.0, now - last) * rate)
+            taken = tokens >= 1.0
+            if taken:
+                tokens -= 1.0
+            statement = self._db.upsert(pacing).values(
+                team_id=team_id, tokens=tokens, refilled_at=now
+            )
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[pacing.c.team_id],
+                    set_={"tokens": tokens, "refilled_at": now},
+                )
+            )
+        return taken

@@ -32,6 +32,7 @@ conversations = Table(
     Column("owner", Text),  # the process streaming its research, while one does
     Column("resumes", Integer, nullable=False),  # automatic restarts after interruptions
     Column("applied", Text),  # JSON list of the message ts applied to it, the last few
+    Column("owed", Text),  # JSON of what the thread is owed and Slack has not yet accepted
     Column("queued_at", Float, nullable=False),  # when it joined the research queue
     Column("not_before", Float, nullable=False),  # a throttled run waits until then
 )
@@ -146,6 +147,14 @@ kept_questions = Table(
     Column("text", Text, nullable=False),
     Column("ts", Text, nullable=False),
     Column("asked_at", Float, nullable=False),
+)
+
+pacing = Table(
+    "pacing",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", Float, nullable=False),
 )
 
 NANOS_PER_USD: Final = Decimal(1_000_000_000)

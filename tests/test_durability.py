@@ -5,6 +5,7 @@ usage of cut calls recorded, questions kept across restarts, runs that never end
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -360,10 +361,20 @@ async def test_questions_asked_during_research_are_answered_after_a_restart(
 async def test_a_stream_of_keepalives_that_never_ends_is_ended_after_run_max_seconds(
     slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
 ) -> None:
-    endless = [keepalive_frame("req-ka") if i % 2 == 0 else Pause(0.05) for i in range(2000)]
+    planning = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1)[:3]
+    keepalives = [keepalive_frame("req-ka") if i % 2 == 0 else Pause(0.3) for i in range(400)]
+    endless = [*planning, *keepalives]
     async with aiohttp.ClientSession() as session:
+        # KeepAlive frames count as frames: the idle limit (1 s) never ends this stream; the
+        # run's own limit (3 s) does.
         runtime = await start_bot(
-            slack, dashscope, tmp_path, "http", RUN_MAX_SECONDS="2", RUN_LEASE_SECONDS="1"
+            slack,
+            dashscope,
+            tmp_path,
+            "http",
+            RUN_MAX_SECONDS="3",
+            STREAM_IDLE_SECONDS="1",
+            RUN_LEASE_SECONDS="1",
         )
         try:
             bot = Harness(runtime, slack, dashscope, "http", session)
@@ -407,3 +418,83 @@ async def test_a_silent_stream_is_ended_after_stream_idle_seconds(
             assert [r.kind for r in records] == ["clarify", "research"]
         finally:
             await runtime.stop()
+
+
+# --- delivered means posted ------------------------------------------------------------------
+
+
+def thread_posts(slack: FakeSlack, thread: str, phrase: str) -> int:
+    """Messages Slack accepted in the thread containing `phrase`."""
+    return sum(
+        1
+        for m in slack.messages.values()
+        if m.get("thread_ts") == thread and phrase in str(m.get("text") or "")
+    )
+
+
+async def test_a_report_summary_slack_refused_is_posted_later_without_a_second_file(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http", RUN_LEASE_SECONDS="1")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            thread = await start_conversation(bot)
+            dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+            await bot.send_event(message("Personalised learning", thread_ts=thread))
+            await slack.wait_for_call("files.getUploadURLExternal")
+            # The file goes through; the summary after it meets a Slack outage.
+            slack.fail_next("chat.postMessage", status=200, error="internal_error")
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "try again" in str(c.args),
+            )
+            # The progress message does not claim a report that is not there.
+            await slack.wait_for_call(
+                "chat.update", lambda c: "not in this thread yet" in json.dumps(c.args)
+            )
+            # A supervisor sweep delivers what is missing: the summary, not the file again.
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and bool(c.args.get("metadata")),
+                count=3,  # the question, the refused summary, the delivered summary
+                timeout=10,
+            )
+            for _ in range(100):
+                conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
+                if conversation is not None and conversation.owed is None:
+                    break
+                await asyncio.sleep(0.05)
+            assert conversation is not None and conversation.owed is None
+        finally:
+            await runtime.stop()
+    assert uploads(slack) == 1  # the retry did not upload the file again
+    marked = [
+        m for m in slack.messages.values() if m.get("thread_ts") == thread and m.get("metadata")
+    ]
+    assert len(marked) == 2  # the clarifying question and the report summary, once each
+
+
+async def test_a_clarifying_question_slack_refused_is_posted_once_later(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http", RUN_LEASE_SECONDS="1")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            dashscope.enqueue(clarification_script(QUESTION))
+            slack.fail_next("chat.postMessage", status=200, error="internal_error")
+            mention = app_mention(f"<@UBOT> {TOPIC}")
+            await bot.send_event(mention)
+            thread = str(mention["ts"])
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "Which aspects" in str(c.args),
+                count=2,  # refused, then redelivered
+                timeout=15,
+            )
+            await asyncio.sleep(0.5)
+        finally:
+            await runtime.stop()
+    assert thread_posts(slack, thread, "Which aspects") == 1
+    assert len(dashscope.requests) == 1  # the question was not asked of the model again

@@ -39,7 +39,15 @@ def notices(slack: FakeSlack, thread: str) -> str:
 
 
 async def click(bot: Harness, action_id: str, thread: str) -> None:
-    await bot.send(block_action(action_id, key_value(key(thread)), thread_ts=thread), "interactive")
+    # Stop is pressed on the run's own progress message (anywhere else it does nothing).
+    message_ts = None
+    if action_id == STOP_ACTION:
+        conversation = await bot.services.conversations.get(key(thread))
+        message_ts = conversation.progress_ts if conversation is not None else None
+    payload = block_action(
+        action_id, key_value(key(thread)), thread_ts=thread, message_ts=message_ts
+    )
+    await bot.send(payload, "interactive")
 
 
 async def test_model_throttling_is_retried_before_anything_reached_slack(bot: Harness) -> None:

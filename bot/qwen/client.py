@@ -28,7 +28,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from bot.qwen.errors import is_transient
-from bot.qwen.events import Event, PhaseStatus, StreamError, Usage
+from bot.qwen.events import STILL_ALIVE, Event, PhaseStatus, StreamError, Usage
 from bot.qwen.interpreter import UsagePeak, interpret
 
 logger = logging.getLogger(__name__)
@@ -194,6 +194,10 @@ class QwenClient:
 
     async def _events(self, frames: AsyncIterator[Any]) -> AsyncIterator[Event]:
         while (batch := await _next_batch(frames)) is not None:
+            if not batch:
+                # A KeepAlive or metadata-only frame: nothing to show, but the stream lives
+                # (a run's idle limit counts it).
+                yield STILL_ALIVE
             for event in batch:
                 yield event
             # A burst of buffered frames never suspends the SDK's loop; let Slack acks through.

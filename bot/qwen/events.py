@@ -108,6 +108,14 @@ class Finished:
     phase: str
 
 
+@dataclass(frozen=True, slots=True)
+class StillAlive:
+    """A frame arrived that carries nothing to show (KeepAlive, metadata only)."""
+
+
+STILL_ALIVE: Final = StillAlive()
+
+
 Event = (
     PhaseStatus
     | TextDelta
@@ -119,4 +127,5 @@ Event = (
     | Usage
     | StreamError
     | Finished
+    | StillAlive
 )

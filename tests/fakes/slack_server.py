@@ -461,6 +461,12 @@ class FakeSlack:
         name = url_or_name.rsplit("/", 1)[-1]
         self._response_faults.setdefault(name, []).extend([error] * times)
 
+    async def socket_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask every Socket Mode client to reconnect, as Slack does before it rotates a
+        connection: a `disconnect` message on each open socket."""
+        for ws in list(self._sockets):
+            await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {}})
+
     def _check_strict(self, blocks: Any) -> None:
         if self.strict and blocks is not None and block_kit_problems(blocks):
             raise SlackError("invalid_blocks")
@@ -662,6 +668,7 @@ class FakeSlack:
             "thread_ts": args.get("thread_ts"),
             "user": self.bot_user_id,
             "bot_id": self.bot_id,
+            "metadata": args.get("metadata"),  # only in replies with include_all_metadata
         }
         self.messages[ts] = msg
         return {
@@ -779,8 +786,11 @@ class FakeSlack:
             ),
             key=lambda m: m["ts"],
         )
+        hidden = (
+            {"channel"} if _truthy(args.get("include_all_metadata")) else {"channel", "metadata"}
+        )
         messages = [
-            {"type": "message", **{k: v for k, v in m.items() if v is not None and k != "channel"}}
+            {"type": "message", **{k: v for k, v in m.items() if v is not None and k not in hidden}}
             for m in thread
         ]
         return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
@@ -816,6 +826,18 @@ class FakeSlack:
                 thread_ts=args.get("thread_ts"),
                 initial_comment=args.get("initial_comment"),
             )
+            if args.get("channel_id"):
+                # Like Slack: a file shared into a conversation is a message there.
+                ts = next_ts()
+                self.messages[ts] = {
+                    "channel": args["channel_id"],
+                    "ts": ts,
+                    "text": args.get("initial_comment") or "",
+                    "thread_ts": args.get("thread_ts"),
+                    "user": self.bot_user_id,
+                    "bot_id": self.bot_id,
+                    "files": [{"id": f["id"], "name": pending.filename, "title": f.get("title")}],
+                }
             result.append(
                 {
                     "id": f["id"],
@@ -829,3 +851,7 @@ class FakeSlack:
 
     def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self.port}/socket"}
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")

@@ -38,6 +38,7 @@ STAGE_WORDS = {
     Stage.DONE: "complete",
     Stage.STOPPED: "stopped",
     Stage.FAILED: "did not finish",
+    Stage.UNDELIVERED: "not in this thread yet",
 }
 
 REPORT_TEXT = (

@@ -89,3 +89,23 @@ async def test_reservations_hold_the_budget_until_usage_is_recorded(storage: Sto
 
 def replace_call(record: UsageRecord, call_id: str) -> UsageRecord:
     return replace(record, call_id=call_id)
+
+
+async def test_the_edit_pacing_of_a_workspace_is_shared_by_every_process(url: str) -> None:
+    a, b = await Storage.open(url), await Storage.open(url)
+    try:
+        now = time.time()
+        takes = await asyncio.gather(
+            *(
+                s.pacing.take("T1", rate=0.0, burst=5.0, now=now)
+                for s in (a, b) * 6  # twelve edits from two processes at once
+            )
+        )
+        assert sum(takes) == 5  # the burst, fleet wide
+        assert await a.pacing.take("T2", rate=0.0, burst=5.0, now=now)  # per workspace
+        # A second later at one edit per second, there is room for one more.
+        assert await b.pacing.take("T1", rate=1.0, burst=5.0, now=now + 1.0)
+        assert not await a.pacing.take("T1", rate=1.0, burst=5.0, now=now + 1.0)
+    finally:
+        await a.close()
+        await b.close()

@@ -15,7 +15,10 @@ calls still streaming, questions kept while research runs.
 - inflight_usage.reserved_tokens: a call's estimate, counted against the workspace's budget
   until its real usage is recorded, so a burst cannot overshoot the budget.
 - kept_questions: questions asked in a thread while its research ran, answered after the report.
+- pacing: each workspace's chat.update token bucket, shared by the processes of a fleet.
 - claims.holder: the event that claimed a message, so a replay of that same event passes.
+- conversations.owed: the clarifying question or report the thread is owed until Slack has
+  accepted it (the outbox); redelivered after a crash without posting anything twice.
 - conversations.applied: the last messages applied to the conversation, so a replayed event
   is not applied twice.
 
@@ -101,7 +104,14 @@ def upgrade() -> None:
     )
     op.add_column("claims", sa.Column("holder", sa.Text(), nullable=False, server_default=""))
     op.create_index("claims_age", "claims", ["claimed_at"])
+    op.create_table(
+        "pacing",
+        sa.Column("team_id", sa.Text(), primary_key=True),
+        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("refilled_at", sa.Float(), nullable=False),
+    )
     op.add_column("conversations", sa.Column("applied", sa.Text()))
+    op.add_column("conversations", sa.Column("owed", sa.Text()))
     op.add_column(
         "conversations",
         sa.Column("queued_at", sa.Float(), nullable=False, server_default="0"),
