@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -40,8 +41,10 @@ class Database:
         self.engine = engine
         self._urgent = urgent
         self.dialect: str = engine.dialect.name
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
-        self._urgent_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        # SQLite takes one writer at a time. Its own busy-waiting would let an acknowledgement
+        # starve behind a stream of run writes, so this process hands out the turns itself,
+        # acknowledgements first.
+        self._turns = WriterTurns() if self.dialect == "sqlite" else None
         # Connections in use, so close() can wait for the last query of a listener.
         self._in_use = 0
         self._idle = asyncio.Event()
@@ -98,15 +101,14 @@ class Database:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
         `urgent` writes (what an acknowledgement waits for) go through a connection of their
-        own, so they never queue behind the writes of running research."""
-        engine, lock = (
-            (self._urgent, self._urgent_lock) if urgent else (self.engine, self._write_lock)
-        )
-        if lock is None:
+        own and, on SQLite, before any other writer waiting, so they never queue behind the
+        writes of running research."""
+        engine = self._urgent if urgent else self.engine
+        if self._turns is None:
             async with engine.begin() as conn:
                 yield conn
             return
-        async with lock, engine.begin() as conn:
+        async with self._turns.turn(urgent=urgent), engine.begin() as conn:
             # Take the write lock at once: a transaction that read first and wrote later
             # would fail (SQLITE_BUSY_SNAPSHOT) if the other connection wrote in between.
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -146,6 +148,47 @@ class Database:
         """The schema's migration revision, or None for a database never migrated."""
         async with self.read() as conn:
             return await conn.run_sync(_current_revision)
+
+
+class WriterTurns:
+    """One writer at a time, in arrival order, except that urgent writers go before the
+    others waiting."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self._busy or self._urgent or (not urgent and self._normal):
+            waiter = asyncio.get_running_loop().create_future()
+            queue = self._urgent if urgent else self._normal
+            queue.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed the turn just as it was cancelled: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        queue.remove(waiter)
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the turn passes on; still busy
+                    return
+        self._busy = False
 
 
 def _engine(url: str, *, urgent: bool = False) -> AsyncEngine:

@@ -106,16 +106,24 @@ class SqlInflightUsage:
         if not records:
             return
         now = time.time()
+        rows = []
+        for record in records:
+            values = {**usage_values(record, now), "owner": owner, "updated_at": now}
+            del values["created_at"]
+            rows.append(values)
+        statement = self._db.upsert(inflight_usage)
+        # One statement for every call (executemany): a flush of hundreds of streaming calls
+        # holds the database for one round trip, not hundreds.
+        statement = statement.on_conflict_do_update(
+            index_elements=[inflight_usage.c.call_id],
+            set_={
+                name: statement.excluded[name]
+                for name in rows[0]
+                if name not in ("call_id", "owner")
+            },
+        )
         async with self._db.write() as conn:
-            for record in records:
-                values = {**usage_values(record, now), "owner": owner, "updated_at": now}
-                del values["created_at"]
-                statement = self._db.upsert(inflight_usage).values(**values)
-                statement = statement.on_conflict_do_update(
-                    index_elements=[inflight_usage.c.call_id],
-                    set_={k: v for k, v in values.items() if k not in ("call_id", "owner")},
-                )
-                await conn.execute(statement)
+            await conn.execute(statement, rows)
 
     async def reserve(
         self,
