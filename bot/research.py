@@ -15,6 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
+from bot.background import spawn
 from bot.conversation import (
     QUESTION,
     REPORT,
@@ -596,17 +597,11 @@ class ResearchService:
 
     def _admit_later(self) -> None:
         """A slot freed: let the queue move, without holding up the run that ended."""
-        if not self._accepting:
-            return
-        task = asyncio.create_task(self._admit_quietly(), name="admit")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        if self._accepting:
+            spawn(self._closing, self._admit_all(), "admitting queued research")
 
-    async def _admit_quietly(self) -> None:
-        try:
-            await self._admit()
-        except Exception:
-            logger.exception("could not start queued research")
+    async def _admit_all(self) -> None:
+        await self._admit()
 
     def _start_run(self, conversation: Conversation) -> None:
         key = conversation.key
@@ -746,18 +741,7 @@ class ResearchService:
         self._finish_later(progress, Stage.DONE if delivered else Stage.UNDELIVERED)
         # The run is over: questions kept during it are answered outside it, so nothing that
         # watches runs mistakes the answers for research still streaming.
-        self._spawn_after(self._answer_waiting(conversation), f"kept questions {key}")
-
-    def _spawn_after(self, work: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except Exception:
-                logger.exception("%s failed", name)
-
-        task = asyncio.create_task(guarded(), name=name)
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        spawn(self._closing, self._answer_waiting(conversation), f"kept questions {key}")
 
     async def deliver_owed(self, conversation: Conversation) -> None:
         """A delivery a stopped process (or a failed try) left owed: post what is missing."""

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
+from bot.background import spawn
 from bot.conversation import Conversation
 from bot.metering import UsageMeter
 from bot.ports import Conversations, Inbox, InflightUsage, OrphanEvent, Processes
@@ -140,15 +141,7 @@ class Supervisor:
                 self._spawn(self._deliver(conversation), f"deliver {conversation.key}")
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await work
-            except Exception:
-                logger.exception("%s failed", name)
-
-        task = asyncio.create_task(guarded(), name=name)
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
+        spawn(self._work, work, name)
 
     async def stop(self) -> None:
         """Flush what is left of this process's usage and give up its lease at once, so a
