@@ -578,7 +578,10 @@ class ResearchService:
     async def _after_queued(self, queued: Conversation) -> None:
         if queued.key in await self._admit():
             return
-        position = await self._store.queue_position(queued)
+        current = await self._store.get(queued.key)
+        if current is None or current.state is not State.QUEUED:
+            return  # admitted meanwhile by another path (a supervisor tick, another process)
+        position = await self._store.queue_position(current)
         await self._sinks(queued.key).post_notice(_QUEUED.format(position=_ordinal(position)))
 
     async def _admit(self) -> set[ConversationKey]:
@@ -746,11 +749,12 @@ class ResearchService:
     async def deliver_owed(self, conversation: Conversation) -> None:
         """A delivery a stopped process (or a failed try) left owed: post what is missing."""
         async with self._lock(conversation.key):
-            await self._deliver(conversation)
+            # The process that owed it may have died just after Slack took the post: look.
+            await self._deliver(conversation, check=True)
         if conversation.state is State.DONE:
             await self._answer_waiting(conversation)
 
-    async def _deliver(self, conversation: Conversation) -> bool:
+    async def _deliver(self, conversation: Conversation, *, check: bool = False) -> bool:
         """Post what the conversation owes its thread, skipping what a first try already
         posted; True once Slack has taken all of it."""
         owed = conversation.owed
@@ -759,7 +763,8 @@ class ResearchService:
         key = conversation.key
         sink = self._sinks(key)
         try:
-            posted = await sink.delivered(owed.marker) if owed.attempts else frozenset()
+            looked = check or owed.attempts > 0
+            posted = await sink.delivered(owed.marker) if looked else frozenset()
             if owed.kind == QUESTION:
                 if MESSAGE not in posted:
                     question = str(conversation.history[-1].get("content", ""))

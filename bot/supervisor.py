@@ -101,11 +101,13 @@ class Supervisor:
 
     async def tick(self) -> None:
         await self._processes.beat(self.process_id, draining=self.draining)
-        await self._inflight.flush(self.process_id, self._meter.take_changed())
         if not self.draining:
             await self.sweep()
 
     async def watch(self) -> None:
+        # The usage of streaming calls, every second (one statement for all of them): money
+        # spent before a crash is lost for at most this long.
+        await self._inflight.flush(self.process_id, self._meter.take_changed())
         if self._watch_runs is not None:
             await self._watch_runs()
 
