@@ -9,11 +9,13 @@ whichever process notices its owner died. The call id makes the ledger record ea
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
+from bot.background import spawn
 from bot.budget import ESTIMATED_TOKENS, BudgetGuard
 from bot.ports import InflightUsage
 from bot.qwen.events import Usage
@@ -45,8 +47,9 @@ class MeteredCall:
                 max(usage.reasoning_tokens, seen.reasoning_tokens),
                 usage.request_id or seen.request_id,
             )
+        first = self.usage is None
         self.usage = usage
-        self._meter.changed(self)
+        self._meter.changed(self, first=first)
 
     @property
     def record(self) -> UsageRecord:
@@ -87,6 +90,7 @@ class UsageMeter:
         self._budget = budget
         self._open: dict[str, MeteredCall] = {}
         self._changed: set[str] = set()
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def open(self, draft: UsageRecord, cost: CostFn) -> MeteredCall | None:
         """A new call; None if the workspace's budget cannot hold it (nothing started)."""
@@ -105,8 +109,16 @@ class UsageMeter:
         self._open[call.call_id] = call
         return call
 
-    def changed(self, call: MeteredCall) -> None:
+    def changed(self, call: MeteredCall, *, first: bool = False) -> None:
         self._changed.add(call.call_id)
+        if first and self._inflight is not None:
+            # A call's first figures are written at once, not at the next flush: a crash in
+            # the first second of a call must not lose what it was charged.
+            spawn(self._writing, self._flush_first(call), "first usage figures")
+
+    async def _flush_first(self, call: MeteredCall) -> None:
+        if self._inflight is not None and call.call_id in self._open:
+            await self._inflight.flush(self._owner, [call.record])
 
     def closed(self, call: MeteredCall) -> None:
         self._open.pop(call.call_id, None)
