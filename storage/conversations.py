@@ -49,9 +49,7 @@ class SqlConversations:
         self, conversation: Conversation, usage: Sequence[UsageRecord] = ()
     ) -> Conversation:
         c = replace(conversation, updated_at=time.time(), version=conversation.version + 1)
-        values = _row(c)
-        for column in ("team_id", "channel_id", "thread_ts", "created_at"):
-            del values[column]
+        values = _changeable(c)
         async with self._db.write() as conn:
             written = (
                 await conn.execute(
@@ -153,9 +151,7 @@ class SqlConversations:
                     updated_at=now,
                     version=c.version + 1,
                 )
-                values = _row(started)
-                for column in ("team_id", "channel_id", "thread_ts", "created_at"):
-                    del values[column]
+                values = _changeable(started)
                 await conn.execute(
                     update(table).where(*_is(c.key), table.c.version == c.version).values(**values)
                 )
@@ -201,6 +197,14 @@ def _row(c: Conversation) -> dict[str, Any]:
         "owed": json.dumps(c.owed.to_json()) if c.owed is not None else None,
         "not_before": c.not_before,
     }
+
+
+def _changeable(c: Conversation) -> dict[str, Any]:
+    """The columns a save may change: not the thread's key, not the creation time."""
+    values = _row(c)
+    for column in ("team_id", "channel_id", "thread_ts", "created_at"):
+        del values[column]
+    return values
 
 
 def _conversation(row: RowMapping) -> Conversation:

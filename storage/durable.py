@@ -14,7 +14,7 @@ from bot.conversation import ConversationKey
 from bot.ports import OrphanEvent
 from bot.records import UsageRecord
 from storage.database import Database
-from storage.ledger import insert_usage, record_from_row, usage_values
+from storage.ledger import insert_usage, record_from_row, tokens_since, usage_values
 from storage.tables import inbox, inflight_usage, kept_questions, pacing, processes, usage
 
 
@@ -143,13 +143,7 @@ class SqlInflightUsage:
         async with self._db.write() as conn:
             await self._db.lock(conn, f"budget:{draft.team_id}")
             if limit is not None:
-                used = (
-                    await conn.execute(
-                        select(
-                            func.coalesce(func.sum(usage.c.input_tokens + usage.c.output_tokens), 0)
-                        ).where(usage.c.team_id == draft.team_id, usage.c.created_at >= since)
-                    )
-                ).scalar_one()
+                used = (await conn.execute(tokens_since(draft.team_id, since))).scalar_one()
                 reserved = (
                     await conn.execute(
                         select(func.coalesce(func.sum(held), 0)).where(

@@ -10,13 +10,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, delete, func, select
+from sqlalchemy import ColumnElement, RowMapping, Select, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.records import Totals, UsageRecord
 from storage.database import Database
 from storage.tables import from_nanos, inflight_usage, to_nanos, usage
+
+
+def tokens_since(team_id: str, since: float) -> Select[Any]:
+    """Input plus output tokens of the workspace's calls since `since` (budgets count these)."""
+    return select(func.coalesce(func.sum(usage.c.input_tokens + usage.c.output_tokens), 0)).where(
+        usage.c.team_id == team_id, usage.c.created_at >= since
+    )
 
 
 def usage_values(u: UsageRecord, now: float) -> dict[str, Any]:
@@ -94,9 +101,7 @@ class SqlUsageLedger:
         )
 
     async def tokens(self, team_id: str, since: float = 0.0) -> int:
-        query = select(
-            func.coalesce(func.sum(usage.c.input_tokens + usage.c.output_tokens), 0)
-        ).where(usage.c.team_id == team_id, usage.c.created_at >= since)
+        query = tokens_since(team_id, since)
         async with self._db.read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
