@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -562,6 +562,10 @@ class UsageCheck:
     pending: list[str] = field(default_factory=list)  # only in inflight_usage, not the ledger
     doubled: list[str] = field(default_factory=list)
     phantom: list[str] = field(default_factory=list)
+    # Rows with no request id: the prompt's token count, written as the request went out, of
+    # calls cut before their first figures were written (`MeteredCall.sending`).
+    estimated: int = 0  # ... for a request that had streamed usage the bot never wrote
+    estimated_silent: int = 0  # ... for a request cut before the fake wrote any usage
     rows: int = 0
     inflight_rows: int = 0
     lost_tokens: int = 0
@@ -585,6 +589,9 @@ class UsageCheck:
             + (", ".join(f"{n} {k}" for k, n in sorted(self.short_by_bot.items())) or "0"),
             "  only in inflight_usage (moved to the ledger by the next start): "
             f"{len(self.pending)}",
+            f"  cut before their first figures were written, recorded from the prompt's token "
+            f"count: {self.estimated} (and {self.estimated_silent} cut before the model sent "
+            "any figures)",
             f"  lost: {self.lost_count} ({len(self.lost_before_flush)} cut before their first "
             f"flush, {len(self.lost)} otherwise; {self.lost_tokens:,} tokens written to them)",
             f"  double-counted: {len(self.doubled)}; rows with no request: {len(self.phantom)}; "
@@ -618,21 +625,35 @@ def check_usage(
     flush_seconds: float,
     inflight: Sequence[LedgerRow] = (),
     lag: float = 1.0,
+    threads: Mapping[int, str] | None = None,
 ) -> UsageCheck:
     """Compare each request the fake served with the ledger rows carrying its request_id.
 
     `deaths` are the monotonic times processes died (SIGKILL; SIGTERM for the fleet); a call
     was cut by one if it fell between its arrival and `lag` s after its last frame was written
-    (the bot reads frames a little after the fake writes them)."""
+    (the bot reads frames a little after the fake writes them). `threads` maps a conversation
+    number to its thread, to match rows without a request id (prompt estimates) to requests."""
     check = UsageCheck(rows=len(rows), inflight_rows=len(inflight))
     by_request: dict[str, list[LedgerRow]] = defaultdict(list)
+    estimates: Counter[tuple[str, str]] = Counter()
     for row in rows:
-        by_request[row.request_id].append(row)
+        if row.request_id == "" and threads is not None:
+            estimates[(row.thread_ts, row.kind)] += 1
+        else:
+            by_request[row.request_id].append(row)
     in_flight = {row.request_id for row in inflight}
     known = {s.request_id for s in served}
     for row in rows:
-        if row.request_id not in known:
+        if row.request_id not in known and (row.request_id or threads is None):
             check.phantom.append(f"{row.kind} row of {row.thread_ts} ({row.request_id!r})")
+
+    def estimated(s: Served) -> bool:
+        where = (threads.get(s.conv, "") if threads else "", s.kind)
+        if estimates[where] > 0:
+            estimates[where] -= 1
+            return True
+        return False
+
     for s in served:
         if s.first_usage_at is None:
             continue
@@ -643,6 +664,9 @@ def check_usage(
         if not found:
             if s.request_id in in_flight:
                 check.pending.append(name)
+                continue
+            if estimated(s):
+                check.estimated += 1
                 continue
             check.lost_tokens += _tokens(s.last_usage)
             if death is not None and death - s.first_usage_at <= flush_seconds + 0.25:
@@ -684,6 +708,19 @@ def check_usage(
             check.short_unexplained.append(
                 f"{name}: recorded {figures}, script's final {s.expected}, wrote {s.last_usage}"
             )
+    # Estimates left: requests cut before the model wrote any figures (charged their prompt
+    # all the same), or rows for no request at all.
+    silent = Counter(
+        (threads.get(s.conv, "") if threads else "", s.kind)
+        for s in served
+        if s.first_usage_at is None
+    )
+    for where, n in estimates.items():
+        matched = min(n, silent[where])
+        check.estimated_silent += matched
+        check.phantom.extend(
+            [f"{where[1]} estimate row of {where[0]} for no request"] * (n - matched)
+        )
     return check
 
 

@@ -423,6 +423,7 @@ class CrashRun:
             self.deaths,
             flush_seconds=max(0.1, self.args.lease / 3),
             inflight=db["inflight"],
+            threads={c.conv: c.thread for c in self.convs.values()},
         )
         forced, self_cut, duplicate, dup_details = step_counts(self.dashscope.served, self.deaths)
         pending_inbox = [row for row in db["inbox"] if row[2]]

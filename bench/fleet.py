@@ -509,6 +509,7 @@ class FleetRun:
             self.deaths,
             flush_seconds=self.args.lease / 3,
             inflight=db["inflight"],
+            threads={c.conv: c.thread for c in self.convs.values()},
         )
         forced, self_cut, duplicate, dup_details = step_counts(self.dashscope.served, self.deaths)
         print()

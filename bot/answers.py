@@ -12,7 +12,7 @@ from typing import Any, Final, Protocol
 
 from bot import thinking
 from bot.budget import BudgetGuard
-from bot.context import fit
+from bot.context import fit, prompt_tokens
 from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
 from bot.metering import MeteredCall, UsageMeter
@@ -250,6 +250,7 @@ class AnswerService:
             return
         call = opened
         try:
+            await call.sending(prompt_tokens(plan.call.messages))
             async for event in self._model.stream(plan.call):
                 result.apply(event)
                 if isinstance(event, Usage):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ def text_of(content: Any) -> str:
 
 def message_tokens(message: Mapping[str, Any]) -> int:
     return estimate_tokens(text_of(message.get("content"))) + MESSAGE_OVERHEAD
+
+
+def prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
+    return sum(message_tokens(m) for m in messages)
 
 
 def fit(

@@ -31,6 +31,15 @@ class MeteredCall:
         self.call_id = uuid.uuid4().hex
         self._draft = replace(draft, call_id=self.call_id, input_tokens=0, output_tokens=0)
         self.usage: Usage | None = None
+        self.prompt_tokens = 0
+
+    async def sending(self, prompt_tokens: int) -> None:
+        """The request is about to go out: until its first figures arrive, its in-flight row
+        holds the prompt's own token count, so a process killed between the model's first
+        frame and that frame's write still records what the prompt was charged (an estimate:
+        its row has no request id)."""
+        self.prompt_tokens = prompt_tokens
+        await self._meter.sending(self)
 
     def see(self, usage: Usage) -> None:
         """The stream's cumulative figures. Called for every frame, so it only keeps them;
@@ -116,6 +125,11 @@ class UsageMeter:
             # the first second of a call must not lose what it was charged.
             spawn(self._writing, self._flush_first(call), "first usage figures")
 
+    async def sending(self, call: MeteredCall) -> None:
+        if self._inflight is not None and call.usage is None and call.prompt_tokens:
+            estimate = replace(call.record, input_tokens=call.prompt_tokens)
+            await self._inflight.flush(self._owner, [estimate])
+
     async def _flush_first(self, call: MeteredCall) -> None:
         if self._inflight is not None and call.call_id in self._open:
             await self._inflight.flush(self._owner, [call.record])
@@ -123,6 +137,10 @@ class UsageMeter:
     def closed(self, call: MeteredCall) -> None:
         self._open.pop(call.call_id, None)
         self._changed.discard(call.call_id)
+        if call.usage is None and self._inflight is not None:
+            # Ended before any figures (refused, throttled, failed before output): nothing was
+            # charged, so neither its budget reservation nor its prompt estimate may stay.
+            spawn(self._writing, self._inflight.release(call.call_id), "release a call")
 
     def take_changed(self) -> list[UsageRecord]:
         """Records of open calls whose figures changed since the last take."""

@@ -165,6 +165,10 @@ class InflightUsage(Protocol):
 
     async def flush(self, owner: str, records: Sequence[UsageRecord]) -> None: ...
 
+    async def release(self, call_id: str) -> None:
+        """Stop tracking a call that ended without usage (nothing was charged)."""
+        ...
+
     async def settle(self, live: Sequence[str]) -> int:
         """Record in the ledger the calls of processes not `live`; returns how many."""
         ...

@@ -26,6 +26,7 @@ class Stage(StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     UNDELIVERED = "undelivered"  # finished, but Slack has not taken the report yet
+    INTERRUPTED = "interrupted"  # its process stopped or died; the thread says what follows
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from bot.background import spawn
+from bot.context import prompt_tokens
 from bot.conversation import (
     QUESTION,
     REPORT,
@@ -30,7 +31,7 @@ from bot.live_progress import LiveProgress
 from bot.metering import MeteredCall, UsageMeter
 from bot.pacing import WorkspacePacer
 from bot.ports import Conversations, KeptQuestions, UsageLedger
-from bot.progress import Stage
+from bot.progress import ProgressView, Stage
 from bot.qwen.client import ModelCall, ModelClient, research_call
 from bot.qwen.errors import user_sentence
 from bot.qwen.events import (
@@ -431,6 +432,14 @@ class ResearchService:
         mark it interrupted and offer Retry."""
         key = conversation.key
         sink = self._sinks(key)
+        if conversation.progress_ts:
+            # Its progress message would show a live run with a Stop button forever.
+            try:
+                await sink.show_progress(
+                    ProgressView(Stage.INTERRUPTED, 0, 0, "", 0, 0), conversation.progress_ts
+                )
+            except Exception:
+                logger.warning("could not retire the progress message of %s", key, exc_info=True)
         async with self._lock(key):
             if self._config.auto_resume and self._accepting and conversation.resumes < 1:
                 resumed = await self._store.save(
@@ -506,9 +515,9 @@ class ResearchService:
         if task is not None:
             self._steps.add(task)
         try:
-            async for event in self._model.stream(
-                research_call(conversation.model, conversation.history)
-            ):
+            question_call = research_call(conversation.model, conversation.history)
+            await call.sending(prompt_tokens(question_call.messages))
+            async for event in self._model.stream(question_call):
                 result.apply(event)
                 if isinstance(event, Usage):
                     call.see(event)
@@ -672,6 +681,7 @@ class ResearchService:
             self._streaming.add(key)
             try:
                 step = await self._research_step(conversation)
+                await call.sending(prompt_tokens(step.messages))
                 async for event in self._model.stream(step):
                     self._last_frame[key] = self._clock()
                     progress.tracker.apply(event)

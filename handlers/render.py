@@ -33,7 +33,11 @@ _STAGE_LINES: Final[dict[Stage, str]] = {
     Stage.STOPPED: ":black_square_for_stop: Research stopped.",
     Stage.FAILED: ":warning: Research did not finish.",
     Stage.UNDELIVERED: ":warning: Research complete, but the report is not in this thread yet.",
+    Stage.INTERRUPTED: ":warning: Research interrupted: the bot restarted.",
 }
+# Stages after which the run is over: no Stop button. An interrupted run's counts are gone
+# with its process, so its message keeps only the headline.
+_ENDED: Final = (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED, Stage.INTERRUPTED)
 
 Message = dict[str, Any]
 
@@ -80,9 +84,11 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
     facts.append(f"elapsed {duration(view.elapsed_seconds)}")
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
     ]
-    if view.stage not in (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED):
+    if view.stage is Stage.INTERRUPTED:
+        return {"text": headline, "blocks": blocks, **NO_UNFURL}
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]})
+    if view.stage not in _ENDED:
         blocks.append(
             {
                 "type": "actions",

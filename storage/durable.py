@@ -158,6 +158,10 @@ class SqlInflightUsage:
             await conn.execute(insert(inflight_usage).values(**values, reserved_tokens=estimate))
         return True
 
+    async def release(self, call_id: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(delete(inflight_usage).where(inflight_usage.c.call_id == call_id))
+
     async def settle(self, live: Sequence[str]) -> int:
         """Move the last figures of calls whose process died into the ledger (once each);
         drop rows of calls the ledger already has. Returns the number of calls recorded."""
@@ -179,7 +183,8 @@ class SqlInflightUsage:
                 )
             ).all()
             records = [record_from_row(row._mapping) for row in rows]
-            # A call cut before its first figures cost nothing: its reservation just ends.
+            # A call cut before it was sent cost nothing: its reservation just ends. One cut
+            # after it was sent holds at least its prompt's tokens (`MeteredCall.sending`).
             records = [r for r in records if r.input_tokens or r.output_tokens]
             await insert_usage(conn, records)
         return len(records)

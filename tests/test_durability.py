@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from bot.conversation import State
-from handlers.render import RETRY_ACTION
+from handlers.render import RETRY_ACTION, STOP_ACTION
 from storage import Storage
 from tests.conftest import Harness, start_bot
 from tests.fakes.dashscope_server import (
@@ -498,3 +498,45 @@ async def test_a_clarifying_question_slack_refused_is_posted_once_later(
             await runtime.stop()
     assert thread_posts(slack, thread, "Which aspects") == 1
     assert len(dashscope.requests) == 1  # the question was not asked of the model again
+
+
+async def test_a_run_killed_before_its_first_frame_records_its_prompt_and_retires_its_stop_button(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    """The request went out, the model had not answered yet: the prompt was charged all the
+    same, and the cut run's progress message must not offer Stop for a run that is gone."""
+    process = await bot_process(slack, dashscope, tmp_path, RUN_LEASE_SECONDS="1")
+    dashscope.enqueue(clarification_script(QUESTION))
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    await slack.socket_send("events_api", event_callback(mention))
+    thread = str(mention["ts"])
+    await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == thread)
+    gate = Gate()
+    dashscope.enqueue([gate, *research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1)])
+    await slack.socket_send("events_api", event_callback(message("Personalised", thread_ts=thread)))
+    await gate.wait_reached(timeout=10)
+    progress = [
+        ts
+        for ts, m in slack.messages.items()
+        if m.get("thread_ts") == thread and STOP_ACTION in json.dumps(m.get("blocks"))
+    ]
+    assert len(progress) == 1
+    process.kill()
+    await asyncio.wait_for(process.wait(), 10)
+
+    dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        await slack.wait_for_call("files.completeUploadExternal", timeout=20)
+    finally:
+        await runtime.stop()
+    old = slack.messages[progress[0]]
+    assert "interrupted" in old["text"] and STOP_ACTION not in json.dumps(old.get("blocks"))
+    _, records = await stored(tmp_path, thread)
+    research = [r for r in records if r.kind == "research"]
+    # The cut call, from its prompt's token count (no figures came back), then the resumed one.
+    assert len(research) == 2
+    cut, resumed = research
+    assert cut.request_id == "" and cut.output_tokens == 0
+    assert cut.input_tokens > 0
+    assert resumed.request_id and resumed.output_tokens > 0

@@ -29,7 +29,7 @@ from handlers.render import (
 
 KEY = ConversationKey("T1", "C42", "1700000000.000100")
 RUNNING = (Stage.STARTING, Stage.PLANNING, Stage.SEARCHING, Stage.WRITING)
-ENDED = (Stage.DONE, Stage.STOPPED, Stage.FAILED)
+ENDED = (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED, Stage.INTERRUPTED)
 STAGE_WORDS = {
     Stage.STARTING: "Starting",
     Stage.PLANNING: "Planning",
@@ -39,6 +39,7 @@ STAGE_WORDS = {
     Stage.STOPPED: "stopped",
     Stage.FAILED: "did not finish",
     Stage.UNDELIVERED: "not in this thread yet",
+    Stage.INTERRUPTED: "interrupted",
 }
 
 REPORT_TEXT = (
@@ -166,6 +167,12 @@ def test_progress_has_a_stop_button_while_running(stage: Stage) -> None:
 @pytest.mark.parametrize("stage", ENDED)
 def test_progress_has_no_stop_button_once_ended(stage: Stage) -> None:
     assert buttons(progress_message(view(stage), KEY)) == []
+
+
+def test_an_interrupted_run_shows_no_counts_it_no_longer_knows() -> None:
+    message = progress_message(view(Stage.INTERRUPTED), KEY)
+    assert [b["type"] for b in message["blocks"]] == ["section"]
+    assert "source" not in all_text(message)
 
 
 # --------------------------------------------------------------------------- notices
