@@ -67,10 +67,9 @@ class LiveProgress:
         self.tracker.end(stage)
         if self._ts is None:
             return
-        remaining = self._interval - (self._clock() - self._last_edit)
-        if wait and remaining > 0:
-            await asyncio.sleep(remaining)
-        # The last edit says how the run ended: worth waiting for room in the workspace.
+        # The last edit says how the run ended: worth waiting for room in the workspace, but
+        # not for the interval, which spaces a live run's edits: a process stopped in the
+        # meantime would leave a finished run showing Stop.
         await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0)
         await self._edit()
 

@@ -187,6 +187,8 @@ class ResearchService:
         self._steps: set[asyncio.Task[Any]] = set()
         # Last edits of progress messages, waiting for room in their workspace.
         self._closing: set[asyncio.Task[None]] = set()
+        # Kept questions this process took on (ids are never reused; a few bytes each).
+        self._answering: set[int] = set()
         self._accepting = True
 
     # --- entry points from Slack ---------------------------------------------------------
@@ -810,6 +812,11 @@ class ResearchService:
         if self._follow_up is None:
             return
         for question_id, user_id, text in await self._kept.pending(conversation.key):
+            # After a restart two paths reach the same thread (the start's `answer_kept` and
+            # an owed delivery), each with the list it read: each question is answered by one.
+            if question_id in self._answering:
+                continue
+            self._answering.add(question_id)
             try:
                 await self._follow_up(conversation, user_id, text)
             except Exception:

@@ -355,6 +355,37 @@ async def test_questions_asked_during_research_are_answered_after_a_restart(
     }
 
 
+async def test_a_kept_question_reached_by_two_paths_at_once_is_answered_once(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    """After a restart, the start's sweep of kept questions and an owed delivery of the same
+    thread can both find the question: it is asked of the model and answered once."""
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            thread = await start_conversation(bot)
+            dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+            await bot.send_event(message("Personalised learning", thread_ts=thread))
+            await slack.wait_for_call("files.completeUploadExternal", timeout=20)
+            storage = await Storage.open(f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
+            try:
+                await storage.kept.keep(key(thread), "U1", "Which source is newest?", "1.5")
+            finally:
+                await storage.close()
+            services = runtime.services
+            assert services is not None
+            dashscope.enqueue(thinking_script(["Checking dates."], ["Source 1.1 is newest."]))
+            dashscope.enqueue(thinking_script(["Checking dates."], ["Source 1.1 is newest."]))
+            research = services.research
+            await asyncio.gather(research.answer_kept(), research.answer_kept())
+        finally:
+            await runtime.stop()
+    assert posts_saying(slack, thread, "Source 1.1 is newest") == 1
+    asked = [r for r in dashscope.requests if "Which source is newest?" in json.dumps(r.body)]
+    assert len(asked) == 1
+
+
 # --- bounded runs ----------------------------------------------------------------------------
 
 

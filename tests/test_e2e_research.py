@@ -91,7 +91,7 @@ async def test_mention_reply_progress_report_and_ledger(bot: Harness) -> None:
         assert ref["url"] in summary_text
     assert "tokens" in summary_text and "est. $" in summary_text
 
-    # Progress: one message, edited in place, never faster than the configured interval.
+    # Progress: one message, edited in place, live edits no faster than the configured interval.
     progress_posts = [
         c
         for c in bot.slack.calls_to("chat.postMessage")
@@ -106,7 +106,9 @@ async def test_mention_reply_progress_report_and_ledger(bot: Harness) -> None:
     [progress_ts] = {u.args["ts"] for u in updates}
     assert bot.slack.messages[progress_ts]["thread_ts"] == thread
     gaps = [b.at - a.at for a, b in zip([progress_posts[0], *updates], updates, strict=False)]
-    assert min(gaps) >= 0.3 * 0.95, gaps
+    # The live edits keep the interval; the last one, saying how the run ended, does not wait
+    # for it (a restart in between would leave a finished run showing Stop).
+    assert min(gaps[:-1]) >= 0.3 * 0.95, gaps
     shown = thread_texts(updates)
     assert "Search round" in shown and "sources found" in shown
     assert "Research complete" in json.dumps(updates[-1].args)
