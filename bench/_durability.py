@@ -566,6 +566,7 @@ class UsageCheck:
     # calls cut before their first figures were written (`MeteredCall.sending`).
     estimated: int = 0  # ... for a request that had streamed usage the bot never wrote
     estimated_silent: int = 0  # ... for a request cut before the fake wrote any usage
+    estimated_unsent: int = 0  # ... for a request that never reached the fake (cut as sent)
     rows: int = 0
     inflight_rows: int = 0
     lost_tokens: int = 0
@@ -591,7 +592,8 @@ class UsageCheck:
             f"{len(self.pending)}",
             f"  cut before their first figures were written, recorded from the prompt's token "
             f"count: {self.estimated} (and {self.estimated_silent} cut before the model sent "
-            "any figures)",
+            f"any figures; {self.estimated_unsent} cut as they were sent, before the model "
+            "received them: an over-estimate)",
             f"  lost: {self.lost_count} ({len(self.lost_before_flush)} cut before their first "
             f"flush, {len(self.lost)} otherwise; {self.lost_tokens:,} tokens written to them)",
             f"  double-counted: {len(self.doubled)}; rows with no request: {len(self.phantom)}; "
@@ -709,7 +711,7 @@ def check_usage(
                 f"{name}: recorded {figures}, script's final {s.expected}, wrote {s.last_usage}"
             )
     # Estimates left: requests cut before the model wrote any figures (charged their prompt
-    # all the same), or rows for no request at all.
+    # all the same), or cut between the estimate's write and the request going out.
     silent = Counter(
         (threads.get(s.conv, "") if threads else "", s.kind)
         for s in served
@@ -718,9 +720,7 @@ def check_usage(
     for where, n in estimates.items():
         matched = min(n, silent[where])
         check.estimated_silent += matched
-        check.phantom.extend(
-            [f"{where[1]} estimate row of {where[0]} for no request"] * (n - matched)
-        )
+        check.estimated_unsent += n - matched
     return check
 
 
