@@ -397,7 +397,9 @@ class CrashRun:
                     "request_id, call_id FROM inflight_usage"
                 )
             ]
-            kept = conn.execute("SELECT thread_ts, text FROM kept_questions").fetchall()
+            kept = conn.execute(
+                "SELECT thread_ts, text FROM kept_questions WHERE text != ''"
+            ).fetchall()
             inbox = conn.execute(
                 "SELECT event_id, attempts, done_at IS NULL, body FROM inbox"
             ).fetchall()

@@ -315,6 +315,8 @@ class ResearchService:
             elif conversation.state in (State.FAILED, State.CANCELLED, State.INTERRUPTED):
                 await sink.post_notice(NOT_FINISHED, retry=True)
         if conversation.state is State.DONE and self._follow_up is not None and text.strip():
+            if ts and await self._kept.was_kept(key, ts):
+                return  # asked during the run (this is its event again): answered as kept
             # Outside the lock: a follow-up answer must not hold up the thread's state changes.
             await self._follow_up(conversation, user_id, text)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import case, delete, func, insert, select, update
 
@@ -190,6 +190,13 @@ class SqlInflightUsage:
         return len(records)
 
 
+# An answered question keeps its row (without its text) this long: event replays come within
+# minutes of the first delivery.
+ANSWERED_RETENTION_SECONDS: Final = 24 * 3600
+_ANSWERED: Final = ""
+_WAITING = kept_questions.c.text != _ANSWERED
+
+
 class SqlKeptQuestions:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -217,21 +224,44 @@ class SqlKeptQuestions:
         async with self._db.read() as conn:
             query = (
                 select(kept_questions.c.id, kept_questions.c.user_id, kept_questions.c.text)
-                .where(*_thread(key))
+                .where(*_thread(key), _WAITING)
                 .order_by(kept_questions.c.id)
             )
             return [(int(i), u, t) for i, u, t in (await conn.execute(query)).all()]
 
     async def forget(self, question_id: int) -> None:
+        # The row stays a while without its text, so a replay of the question's event (its
+        # process died before marking it done) is known as answered (`was_kept`).
         async with self._db.write() as conn:
-            await conn.execute(delete(kept_questions).where(kept_questions.c.id == question_id))
+            await conn.execute(
+                update(kept_questions)
+                .where(kept_questions.c.id == question_id)
+                .values(text=_ANSWERED)
+            )
+            expired = time.time() - ANSWERED_RETENTION_SECONDS
+            await conn.execute(
+                delete(kept_questions).where(
+                    kept_questions.c.text == _ANSWERED, kept_questions.c.asked_at < expired
+                )
+            )
+
+    async def was_kept(self, key: ConversationKey, ts: str) -> bool:
+        async with self._db.read() as conn:
+            query = select(kept_questions.c.id).where(*_thread(key), kept_questions.c.ts == ts)
+            return (await conn.execute(query)).first() is not None
 
     async def threads(self) -> list[ConversationKey]:
         """Threads with questions waiting."""
         async with self._db.read() as conn:
-            query = select(
-                kept_questions.c.team_id, kept_questions.c.channel_id, kept_questions.c.thread_ts
-            ).distinct()
+            query = (
+                select(
+                    kept_questions.c.team_id,
+                    kept_questions.c.channel_id,
+                    kept_questions.c.thread_ts,
+                )
+                .where(_WAITING)
+                .distinct()
+            )
             return [ConversationKey(*row) for row in (await conn.execute(query)).all()]
 
 

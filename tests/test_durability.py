@@ -103,6 +103,13 @@ def inflight_rows(db: Path) -> int:
         return int(conn.execute(query).fetchone()[0])
 
 
+def kept_rows(db: Path) -> int:
+    """Questions still waiting for an answer."""
+    with sqlite3.connect(db) as conn:
+        query = "SELECT COUNT(*) FROM kept_questions WHERE text != ''"
+        return int(conn.execute(query).fetchone()[0])
+
+
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -379,11 +386,31 @@ async def test_a_kept_question_reached_by_two_paths_at_once_is_answered_once(
             dashscope.enqueue(thinking_script(["Checking dates."], ["Source 1.1 is newest."]))
             research = services.research
             await asyncio.gather(research.answer_kept(), research.answer_kept())
+            # The run's own end may have taken the question first: wait for its answer.
+            await slack.wait_for_call(
+                "chat.postMessage",
+                lambda c: c.args.get("thread_ts") == thread and "newest" in str(c.args),
+            )
+            await wait_until(lambda: not kept_rows(tmp_path / "bot.sqlite3"))
         finally:
             await runtime.stop()
     assert posts_saying(slack, thread, "Source 1.1 is newest") == 1
     asked = [r for r in dashscope.requests if "Which source is newest?" in json.dumps(r.body)]
     assert len(asked) == 1
+
+    # The question's own event handled again (its process died before marking it done): the
+    # thread is done now, but the question was answered as a kept one.
+    requests = len(dashscope.requests)
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        assert runtime.services is not None
+        await runtime.services.research.reply(
+            key(thread), "U1", "Which source is newest?", ts="1.5"
+        )
+    finally:
+        await runtime.stop()
+    assert posts_saying(slack, thread, "Source 1.1 is newest") == 1
+    assert len(dashscope.requests) == requests
 
 
 # --- bounded runs ----------------------------------------------------------------------------
