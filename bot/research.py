@@ -140,6 +140,11 @@ class _CallResult:
         return None if self.finished else STREAM_CUT
 
 
+class Deferred(Exception):
+    """The process is stopping: a recorded request is left in the inbox, untouched, for the
+    process that takes over (rather than telling its user to try again)."""
+
+
 class ResearchService:
     def __init__(
         self,
@@ -229,7 +234,7 @@ class ResearchService:
         if len(text) > MAX_MESSAGE_CHARS:
             await sink.post_notice(TOO_LONG)
             return
-        if not await self._may_start(key, sink):
+        if not await self._may_start(key, sink, recorded=True):
             return
         workspace = await self._workspace(key.team_id)
         options = options.over(workspace.defaults)
@@ -295,7 +300,7 @@ class ResearchService:
                 if len(text) > MAX_MESSAGE_CHARS:
                     await sink.post_notice(TOO_LONG)
                     return
-                if not await self._may_start(key, sink):
+                if not await self._may_start(key, sink, recorded=True):
                     return
                 answer = {"role": "user", "content": user_content(text, images)}
                 await self._begin_research(
@@ -320,9 +325,14 @@ class ResearchService:
             # Outside the lock: a follow-up answer must not hold up the thread's state changes.
             await self._follow_up(conversation, user_id, text)
 
-    async def _may_start(self, key: ConversationKey, sink: ThreadSink) -> bool:
-        """New model work is refused while shutting down or over the workspace's budget."""
+    async def _may_start(
+        self, key: ConversationKey, sink: ThreadSink, *, recorded: bool = False
+    ) -> bool:
+        """New model work is refused while shutting down or over the workspace's budget.
+        A `recorded` request (an inbox event) is left for the process that takes over."""
         if not self._accepting:
+            if recorded:
+                raise Deferred
             await sink.post_notice(_RESTARTING)
             return False
         if self._budget is not None:

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import ConversationKey
 from bot.images import Image, accept_images
 from bot.ports import OrphanEvent
+from bot.research import Deferred
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
 from handlers.slack_sink import SlackThreadSink
@@ -123,7 +124,11 @@ def register(app: AsyncApp, services: Services) -> None:
     async def _handled(body: Mapping[str, Any], work: Awaitable[None]) -> None:
         """Run the listener's work, then mark its event done. If the work is cut (the process
         stopping), the event stays in the inbox for the process that takes over."""
-        await work
+        try:
+            await work
+        except Deferred:
+            logger.info("event %s left for the process that takes over", body.get("event_id"))
+            return
         event_id = body.get("event_id")
         if event_id:
             await services.inbox.done(_team(body, body.get("event") or {}), str(event_id))
@@ -168,6 +173,8 @@ async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterato
     """A failure the domain did not handle still gets a sentence in the thread."""
     try:
         yield
+    except Deferred:
+        raise
     except Exception:
         logger.exception("handling a message in %s failed", key)
         with contextlib.suppress(Exception):

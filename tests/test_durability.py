@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.conversation import State
+from bot.research import Deferred
 from handlers.render import RETRY_ACTION, STOP_ACTION
 from storage import Storage
 from tests.conftest import Harness, start_bot
@@ -598,3 +600,36 @@ async def test_a_run_killed_before_its_first_frame_records_its_prompt_and_retire
     assert cut.request_id == "" and cut.output_tokens == 0
     assert cut.input_tokens > 0
     assert resumed.request_id and resumed.output_tokens > 0
+
+
+async def test_an_answer_handled_as_the_process_stops_is_left_for_the_next_one(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    """The answer to the clarifying question was accepted, then SIGTERM came before it started
+    the research: its user is not told to try again; the next process starts the research."""
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            thread = await start_conversation(bot)
+            assert runtime.services is not None
+            research = runtime.services.research
+            await research.shutdown(drain=0)
+            with pytest.raises(Deferred):
+                await research.reply(key(thread), "U1", "Personalised learning", ts="1.7")
+        finally:
+            await runtime.stop()
+    assert posts_saying(slack, thread, "try again") == 0
+    conversation, _ = await stored(tmp_path, thread)
+    assert conversation.state is State.AWAITING_CLARIFICATION
+
+    # The conversation waits for that answer still: its event handled again starts research.
+    dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+    async with aiohttp.ClientSession() as session:
+        runtime = await start_bot(slack, dashscope, tmp_path, "http")
+        try:
+            bot = Harness(runtime, slack, dashscope, "http", session)
+            await bot.send_event(message("Personalised learning", thread_ts=thread, ts="1.7"))
+            await slack.wait_for_call("files.completeUploadExternal", timeout=20)
+        finally:
+            await runtime.stop()
