@@ -144,7 +144,7 @@ def register(app: AsyncApp, services: Services) -> None:
         raw = event.get("text")
         text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
         async with _guarded(client, key):
-            images, refusals = await _images(event)
+            images, refusals = await _images(event, context.bot_token)
             await entry(
                 key,
                 event.get("user", ""),
@@ -154,11 +154,12 @@ def register(app: AsyncApp, services: Services) -> None:
                 refusals=refusals,
             )
 
-    async def _images(event: Mapping[str, Any]) -> tuple[list[Image], list[str]]:
+    async def _images(event: Mapping[str, Any], token: str | None) -> tuple[list[Image], list[str]]:
         files = event.get("files") or []
         if not isinstance(files, list) or not files:
             return [], []
-        attachments, unread = await services.files.attachments(files)
+        # The workspace's own token (multi-workspace mode): Slack serves its files only to it.
+        attachments, unread = await services.files.attachments(files, token=token)
         images, refused = accept_images(attachments)
         return images, [*unread, *refused]
 
