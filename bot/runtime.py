@@ -15,6 +15,7 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -90,6 +91,9 @@ class BotRuntime:
         self._supervisor: Supervisor | None = None
         self.http_port: int | None = None
         self._purging: asyncio.Task[None] | None = None
+        # Multi-workspace mode: installs and uninstalls, and slack_sdk's installation store.
+        self.lifecycle: Lifecycle | None = None
+        self.installations: AsyncInstallationStore | None = None
         # Set when Slack refuses a token after the start (Socket Mode reconnecting with a
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
@@ -223,7 +227,9 @@ class BotRuntime:
                 settings=workspace_settings,
                 model_keys=keys,
             )
+            self.lifecycle = lifecycle
             if settings.multi_workspace:
+                self.installations = installations
                 oauth = oauth_settings(
                     settings, installations, oauth_state_store(storage.database), lifecycle
                 )

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from enum import StrEnum
 from typing import Final
 
 from bot.conversation import ConversationKey, State
@@ -44,6 +45,13 @@ KEY_NOT_STORABLE: Final = (
     "API keys cannot be saved here yet: the bot's operator has to set SECRET_KEY first."
 )
 KEY_SHAPE: Final = "That does not look like a Model Studio API key (they start with sk-)."
+
+
+class KeyStatus(StrEnum):
+    OWN = "own"  # the workspace's own key
+    SHARED = "shared"  # the bot's DASHSCOPE_API_KEY
+    NONE = "none"  # no key it may use: new work is refused
+
 
 KeyChecker = Callable[[str], Awaitable[KeyCheck]]
 # A workspace's model call with the key it uses: (team_id, call) -> the call to make.
@@ -97,6 +105,16 @@ class ModelKeys:
         if self._required:
             return None
         return self._fallback or None
+
+    async def status(self, team_id: str) -> KeyStatus:
+        if await self.own(team_id) is not None:
+            return KeyStatus.OWN
+        return KeyStatus.SHARED if await self.key(team_id) is not None else KeyStatus.NONE
+
+    async def remove(self, team_id: str, user_id: str) -> None:
+        """Forget the workspace's own key (its calls fall back to the shared key, if any)."""
+        await self._keys.forget_key(team_id)
+        logger.info("workspace %s removed its own model key (by %s)", team_id, user_id)
 
     async def refusal(self, team_id: str) -> str | None:
         """The sentence instead of new work, or None when the workspace has a key to use."""
@@ -210,9 +228,10 @@ class Lifecycle:
                         "stopping research of uninstalled workspace %s", team_id, exc_info=True
                     )
 
-    async def purge_due(self) -> int:
-        """Delete the content of workspaces whose retention period ended; how many."""
-        due = await self._workspaces.due(self._clock())
+    async def purge_due(self, now: float | None = None) -> int:
+        """Delete the content of workspaces whose retention period ended (by `now`); how
+        many."""
+        due = await self._workspaces.due(self._clock() if now is None else now)
         for team_id in due:
             await self._workspaces.purge(team_id)
             logger.info("workspace %s: content deleted after its uninstall", team_id)

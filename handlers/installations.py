@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -106,6 +106,19 @@ def oauth_settings(
 async def _default_failure(args: Any) -> BoltResponse:
     logger.warning("an installation failed: %s", args.reason)
     return await args.default.failure(args)
+
+
+def _workspace_of(body: Mapping[str, Any]) -> str | None:
+    event = body.get("event")
+    user = body.get("user")
+    for value in (
+        body.get("team_id"),
+        event.get("team") if isinstance(event, Mapping) else None,
+        user.get("team_id") if isinstance(user, Mapping) else None,
+    ):
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 class TeamTokens:
@@ -201,10 +214,11 @@ def register(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
         context = req.context
-        if context.team_id and context.authorize_result is not None:
-            await lifecycle.seen(
-                context.team_id, context.enterprise_id, bool(context.is_enterprise_install)
-            )
+        # An org-wide install's events name no team in their authorization: the workspace is
+        # the event's own team, as the listeners key conversations.
+        team = context.team_id or _workspace_of(req.body)
+        if team and context.authorize_result is not None:
+            await lifecycle.seen(team, context.enterprise_id, bool(context.is_enterprise_install))
         await next()
         return None
 

@@ -197,6 +197,10 @@ class SqlWorkspaceKeys:
         async with self._db.write() as conn:
             await conn.execute(statement)
 
+    async def forget_key(self, team_id: str) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(delete(workspace_keys).where(workspace_keys.c.team_id == team_id))
+
     async def forget_secrets(self, team_id: str) -> None:
         async with self._db.write() as conn:
             await conn.execute(delete(workspace_keys).where(workspace_keys.c.team_id == team_id))

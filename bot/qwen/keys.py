@@ -11,7 +11,8 @@ import aiohttp
 
 logger = logging.getLogger(__name__)
 
-CHECK_SECONDS: Final = 10.0
+# Short: the settings form waits for it, and Slack wants its answer within 3 seconds.
+CHECK_SECONDS: Final = 2.0
 
 
 class KeyCheck(StrEnum):
