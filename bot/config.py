@@ -232,6 +232,13 @@ def preflight(argv: list[str] | None = None) -> int:
     return 2
 
 
+def load_database_url(
+    environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+) -> str:
+    """DATABASE_URL alone (the operator's commands need nothing else), with its driver."""
+    return database_url(_reader(environ, dotenv)("DATABASE_URL") or DEFAULT_DATABASE_URL)
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,

@@ -19,11 +19,12 @@ from slack_sdk.oauth.installation_store.async_installation_store import AsyncIns
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import context
+from bot import context, operator_view
 from bot.answers import AnswerConfig, AnswerService
 from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.metering import UsageMeter
+from bot.operator_view import workspace_lines
 from bot.pacing import SharedPacer, WorkspacePacer
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.qwen.keys import check_key
@@ -69,6 +70,24 @@ async def _purge_hourly(lifecycle: Lifecycle) -> None:
         except Exception:
             logger.exception("deleting the content of uninstalled workspaces failed")
         await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+async def workspaces_report(database_url: str, *, as_json: bool) -> str:
+    """`python -m bot workspaces`: the installations and their usage, as text or JSON."""
+    try:
+        storage = await Storage.open(database_url)
+    except StorageError as exc:
+        raise StartupError(f"{exc}\nCheck DATABASE_URL (see README.md, Storage).") from exc
+    try:
+        lines = await workspace_lines(
+            storage.workspaces,
+            await storage.workspaces.billed(),
+            storage.workspace_keys,
+            storage.ledger,
+        )
+    finally:
+        await storage.close()
+    return operator_view.as_json(lines) if as_json else operator_view.as_table(lines)
 
 
 class StartupError(Exception):

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from bot.conversation import ConversationKey, State
+from bot.logs import remember_secret
 from bot.ports import Conversations, WorkspaceKeys, Workspaces
 from bot.qwen.client import ModelCall
 from bot.qwen.keys import KeyCheck
@@ -92,10 +93,12 @@ class ModelKeys:
         if sealed is None or self._box is None:
             return None
         try:
-            return self._box.decrypt(sealed, context=_context(team_id))
+            key = self._box.decrypt(sealed, context=_context(team_id))
         except SecretError:
             logger.warning("the model key of workspace %s cannot be decrypted", team_id)
             return None
+        remember_secret(key)
+        return key
 
     async def key(self, team_id: str) -> str | None:
         """The key the workspace's calls use; None when it may not call the model."""
@@ -128,6 +131,7 @@ class ModelKeys:
         """Check the key with Model Studio and keep it encrypted; the sentence why not, or
         None once saved."""
         key = key.strip()
+        remember_secret(key)  # no log line shows it, valid or not
         if self._box is None:
             return KEY_NOT_STORABLE
         if not key.startswith("sk-") or any(c.isspace() for c in key) or len(key) > 200:

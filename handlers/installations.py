@@ -29,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import Settings
+from bot.logs import remember_secret
 from bot.ports import Workspaces
 from bot.records import WorkspaceRecord
 from bot.workspaces import Lifecycle
@@ -172,6 +173,8 @@ class TeamTokens:
             if rotated is not None:
                 await self._installations.async_save_bot(rotated)
                 bot = rotated
+        remember_secret(bot.bot_token)
+        remember_secret(bot.bot_refresh_token)
         return bot.bot_token
 
 

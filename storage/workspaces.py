@@ -69,6 +69,12 @@ class SqlWorkspaces:
             query = select(workspaces).where(workspaces.c.enterprise_id == enterprise_id)
             return [_record(r) for r in (await conn.execute(query)).mappings()]
 
+    async def billed(self) -> list[str]:
+        """Every workspace the usage ledger has rows of."""
+        async with self._db.read() as conn:
+            query = select(usage.c.team_id).distinct().order_by(usage.c.team_id)
+            return [str(t) for t in (await conn.execute(query)).scalars()]
+
     async def uninstalled(self, team_id: str, *, at: float, purge_at: float) -> None:
         async with self._db.write() as conn:
             result = await conn.execute(

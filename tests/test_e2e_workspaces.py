@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,22 +22,31 @@ import pytest
 from tenacity import wait_none
 
 from bot.config import load_settings
-from bot.conversation import ConversationKey
+from bot.conversation import ConversationKey, State
 from bot.qwen.client import RetryPolicy
 from bot.runtime import EVENTS_PATH, BotRuntime
 from bot.services import Services
 from bot.workspaces import DAY, KEY_REFUSED, NO_KEY
-from tests.fakes.dashscope_server import FakeDashScope, clarification_script
+from tests.fakes.dashscope_server import (
+    DEFAULT_REFERENCES,
+    FakeDashScope,
+    Gate,
+    clarification_script,
+    research_script,
+)
 from tests.fakes.slack_payloads import (
     app_mention,
     event_callback,
+    message,
     modal_state,
     post_signed,
     slash_command,
     view_submission,
 )
 from tests.fakes.slack_server import FakeSlack, Workspace
+from tests.test_e2e_research import REPORT_CHUNKS
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SIGNING_SECRET = "multi-signing-secret"
 SECRET_KEY = "s" * 40
 
@@ -459,3 +471,84 @@ async def test_no_retention_deletes_the_content_at_once(multi: Multi) -> None:
     await eventually(deleted)
     [total] = await multi.services.ledger.records("TA")
     assert total.user_id == "" and total.thread_ts == ""
+
+
+# --- the operator's view ----------------------------------------------------------------------
+
+
+async def run_cli(database_url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "workspaces",
+        *args,
+        cwd=cwd,
+        env={**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_workspaces_command_lists_installations_usage_and_keys(
+    multi: Multi, database_url: str, tmp_path: Path
+) -> None:
+    alpha = Workspace("TA", name="Alpha")
+    await multi.install(alpha)
+    await multi.install(Workspace("TB", name="Beta"))
+    multi.dashscope.api_keys.add("sk-alpha-key")
+    await save_key(multi, "TA", "sk-alpha-key")
+    await ask_in(multi, "TA")
+    multi.slack.uninstall(alpha)
+    await multi.send(uninstalled("TA"))
+
+    async def alpha_gone() -> bool:
+        return await multi.services.model_keys.own("TA") is None
+
+    await eventually(alpha_gone)
+
+    status, out, err = await run_cli(database_url, "--json", cwd=tmp_path)
+    assert status == 0, err
+    listed = {w["team_id"]: w for w in json.loads(out)}
+    assert set(listed) == {"TA", "TB"}
+    assert listed["TA"]["name"] == "Alpha" and listed["TA"]["uninstalled_at"] is not None
+    assert listed["TA"]["own_model_key"] is False  # deleted with the uninstall
+    assert listed["TA"]["all_time"]["calls"] == 1
+    assert listed["TA"]["this_month"]["input_tokens"] > 0
+    assert listed["TB"]["all_time"]["calls"] == 0 and listed["TB"]["uninstalled_at"] is None
+
+    status, out, err = await run_cli(database_url, cwd=tmp_path)
+    assert status == 0, err
+    assert "Alpha" in out and "Beta" in out and "uninstalled, content deleted" in out
+    assert "sk-alpha-key" not in out
+
+
+async def test_uninstall_stops_the_workspaces_running_research(multi: Multi) -> None:
+    alpha = Workspace("TA")
+    await multi.install(alpha)
+    asked = await ask_in(multi, "TA")
+    thread = asked.args["thread_ts"]
+    gate = Gate(timeout=60)
+    script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
+    multi.dashscope.enqueue([*script[:6], gate, *script[6:]])
+    answer = message("Since 1450", thread_ts=thread, team="TA")
+    await multi.send(event_callback(answer, team_id="TA"))
+    await gate.wait_reached(timeout=10)
+    key = ConversationKey("TA", "C1", thread)
+
+    multi.slack.uninstall(alpha)
+    await multi.send(uninstalled("TA"))
+
+    async def stopped() -> bool:
+        conversation = await multi.services.conversations.get(key)
+        return conversation is not None and conversation.state is State.CANCELLED
+
+    await eventually(stopped)
+    assert not multi.services.research.is_running(key)
+    await multi.dashscope.wait_for_disconnects(1)
+    gate.release()
+    # What the cut call used is billed to the workspace all the same.
+    assert {r.kind for r in await multi.services.ledger.records("TA")} == {"clarify", "research"}
