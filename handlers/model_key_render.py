@@ -86,3 +86,18 @@ def key_from_state(values: Mapping[str, Any]) -> tuple[str, bool]:
     options = element(REMOVE_BLOCK).get("selected_options") or []
     remove = any(isinstance(o, Mapping) and o.get("value") == _REMOVE for o in options)
     return (entered.strip() if isinstance(entered, str) else ""), remove
+
+
+_HOME_LINES: Final = {
+    KeyStatus.OWN: "*Model Studio key*: this workspace's own.",
+    KeyStatus.SHARED: "*Model Studio key*: the bot's shared key.",
+    KeyStatus.NONE: (
+        "*Model Studio key*: none yet, so research and answers wait for one. A workspace "
+        "admin can add it in the research settings."
+    ),
+}
+
+
+def key_home_block(status: KeyStatus) -> dict[str, Any]:
+    """The Home tab's line on the workspace's key: whose it is, never any of it."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _HOME_LINES[status]}}

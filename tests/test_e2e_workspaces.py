@@ -202,10 +202,14 @@ async def save_key(multi: Multi, team: str, key: str) -> dict[str, Any]:
     return json.loads(body) if body else {}
 
 
-async def ask_in(multi: Multi, team: str, *, enterprise: str | None = None) -> Any:
+async def ask_in(
+    multi: Multi, team: str, *, enterprise: str | None = None, user: str = "UUSER"
+) -> Any:
     """A mention in `team`, answered with the clarifying question; its post."""
     multi.dashscope.enqueue(clarification_script(QUESTION))
-    payload = mention_in(team, "<@UBOT> research the history of typography", enterprise=enterprise)
+    payload = mention_in(
+        team, "<@UBOT> research the history of typography", enterprise=enterprise, user=user
+    )
     ts = payload["event"]["ts"]
     status, _ = await multi.send(payload)
     assert status == 200
@@ -242,8 +246,8 @@ async def test_two_workspaces_each_use_their_own_token_key_and_ledger(multi: Mul
     assert (await save_key(multi, "TB", "sk-beta-key"))["response_action"] == "update"
     assert dashscope.key_checks == ["sk-alpha-key", "sk-beta-key"]
 
-    alpha = await ask_in(multi, "TA")
-    beta = await ask_in(multi, "TB")
+    alpha = await ask_in(multi, "TA", user="UALPHA")
+    beta = await ask_in(multi, "TB", user="UBETA")
     # Each workspace's posts carry its own bot token; each model call its own key.
     assert alpha.token == slack.token_of("TA") and beta.token == slack.token_of("TB")
     assert [dashscope.key_used(r) for r in dashscope.requests] == ["sk-alpha-key", "sk-beta-key"]
@@ -257,6 +261,18 @@ async def test_two_workspaces_each_use_their_own_token_key_and_ledger(multi: Mul
     [beta_row] = await ledger.records("TB")
     assert alpha_row.thread_ts == alpha.args["thread_ts"]
     assert beta_row.thread_ts == beta.args["thread_ts"]
+
+    # Each Home tab shows its own workspace's usage and key, published with its own token.
+    for team, asker, other in (("TA", "UALPHA", "UBETA"), ("TB", "UBETA", "UALPHA")):
+        opened = {"type": "app_home_opened", "user": asker, "channel": "D1", "tab": "home"}
+        await multi.send(event_callback(opened, team_id=team))
+        [home] = await slack.wait_for_call(
+            "views.publish", lambda c, asker=asker: c.args.get("user_id") == asker
+        )
+        assert home.token == slack.token_of(team)
+        shown = json.dumps(home.args["view"])
+        assert f"<@{asker}>" in shown and f"<@{other}>" not in shown
+        assert "this workspace's own" in shown
 
 
 async def test_a_workspace_without_an_installation_is_acknowledged_and_ignored(
@@ -544,10 +560,10 @@ async def test_uninstall_stops_the_workspaces_running_research(multi: Multi) -> 
 
     async def stopped() -> bool:
         conversation = await multi.services.conversations.get(key)
-        return conversation is not None and conversation.state is State.CANCELLED
+        cancelled = conversation is not None and conversation.state is State.CANCELLED
+        return cancelled and not multi.services.research.is_running(key)
 
     await eventually(stopped)
-    assert not multi.services.research.is_running(key)
     await multi.dashscope.wait_for_disconnects(1)
     gate.release()
     # What the cut call used is billed to the workspace all the same.
