@@ -46,7 +46,7 @@ from handlers.app import (
 )
 from handlers.events import replayer
 from handlers.files import SlackFiles
-from handlers.installations import TeamTokens, oauth_settings, team_clients
+from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
 from handlers.installations import register as register_installations
 from handlers.slack_sink import slack_sinks
 from storage import Storage
@@ -254,7 +254,7 @@ class BotRuntime:
                 )
             app = build_app(settings, self.services, client, oauth=oauth)
             if settings.multi_workspace:
-                register_installations(app, lifecycle, installations, tokens)
+                register_installations(app, lifecycle, installations, tokens, storage.inbox)
                 # Content of workspaces uninstalled DATA_RETENTION_DAYS ago, now and hourly.
                 self._purging = asyncio.create_task(_purge_hourly(lifecycle), name="purge")
             self._supervisor = Supervisor(
@@ -283,6 +283,14 @@ class BotRuntime:
                 await self._serve_http(
                     http_app(app, settings.slack_signing_secret or "", EVENTS_PATH)
                 )
+                if settings.multi_workspace:
+                    logger.info(
+                        "many workspaces: they install the bot from http://%s:%s%s (behind "
+                        "your HTTPS host)",
+                        settings.host,
+                        self.http_port,
+                        INSTALL_PATH,
+                    )
             else:
                 # Retries with backoff while Slack is unreachable; a refused app token ends it.
                 self._socket = SocketModeTransport(

@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 # Message subtypes that carry a person's words; everything else (edits, deletions, joins,
 # bot posts, the bot's own chat.update echoes) is dropped on purpose.
 HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
-# Events that cause work: recorded in the inbox before they are acknowledged.
-WORK_EVENTS: Final = frozenset({"app_mention", "message"})
+# Events that cause work: recorded in the inbox before they are acknowledged (an uninstall
+# too: its tokens and keys must go even if the process dies right after the ack).
+WORK_EVENTS: Final = frozenset({"app_mention", "message", "app_uninstalled", "tokens_revoked"})
 REPLAY: Final = "qdr_replay"  # in a request's context: an event handled again from the inbox
 SOMETHING_WRONG: Final = (
     "Something went wrong on my side while handling that message. Please try again in a "

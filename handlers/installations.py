@@ -30,7 +30,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import Settings
 from bot.logs import remember_secret
-from bot.ports import Workspaces
+from bot.ports import Inbox, Workspaces
 from bot.records import WorkspaceRecord
 from bot.workspaces import Lifecycle
 
@@ -209,8 +209,12 @@ def register(
     lifecycle: Lifecycle,
     installations: AsyncInstallationStore,
     tokens: TeamTokens,
+    inbox: Inbox,
 ) -> None:
-    """Uninstalls, and the workspaces of an org-wide install as they are first seen."""
+    """Uninstalls, and the workspaces of an org-wide install as they are first seen.
+
+    An uninstall event is in the inbox before it is acknowledged (handlers/events.py) and
+    done only once handled, so a process dying in between leaves it to the next one."""
 
     @app.middleware
     async def remember_workspace(
@@ -225,7 +229,7 @@ def register(
         await next()
         return None
 
-    async def uninstall(context: AsyncBoltContext) -> None:
+    async def uninstall(context: AsyncBoltContext, body: Mapping[str, Any]) -> None:
         enterprise_id = context.enterprise_id
         org_wide = bool(context.is_enterprise_install)
         team_id = None if org_wide else context.team_id
@@ -236,12 +240,21 @@ def register(
             tokens.forget(team)
         await lifecycle.uninstalled(teams)
 
+    async def done(body: Mapping[str, Any]) -> None:
+        event_id = body.get("event_id")
+        if event_id:
+            await inbox.done(_workspace_of(body) or "", str(event_id))
+
     @app.event("app_uninstalled")
-    async def on_uninstalled(context: AsyncBoltContext) -> None:
-        await uninstall(context)
+    async def on_uninstalled(context: AsyncBoltContext, body: dict[str, Any]) -> None:
+        await uninstall(context, body)
+        await done(body)
 
     @app.event("tokens_revoked")
-    async def on_tokens_revoked(event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def on_tokens_revoked(
+        event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]
+    ) -> None:
         # The bot asks for no user tokens: a revoked bot token is the end of the install.
         if (event.get("tokens") or {}).get("bot"):
-            await uninstall(context)
+            await uninstall(context, body)
+        await done(body)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 from tenacity import wait_none
 
 from bot.config import load_settings
@@ -568,3 +569,47 @@ async def test_uninstall_stops_the_workspaces_running_research(multi: Multi) -> 
     gate.release()
     # What the cut call used is billed to the workspace all the same.
     assert {r.kind for r in await multi.services.ledger.records("TA")} == {"clarify", "research"}
+
+
+async def test_an_org_wide_uninstall_covers_every_workspace_of_the_org(multi: Multi) -> None:
+    org = Workspace(None, "E1", name="Org")
+    await multi.install(org)
+    await multi.install(Workspace("TSOLO"))
+    multi.dashscope.api_keys |= {"sk-five", "sk-six", "sk-solo"}
+    await ask_in(multi, "T5", enterprise="E1")
+    await ask_in(multi, "T6", enterprise="E1")
+    keys = multi.services.model_keys
+    store = multi.runtime.installations
+    assert store is not None
+    for team, key in (("T5", "sk-five"), ("T6", "sk-six"), ("TSOLO", "sk-solo")):
+        # Saved directly: the form's own path is covered above.
+        assert await keys.save(team, "UADMIN", key) is None
+
+    multi.slack.uninstall(org)
+    payload = uninstalled("T5")
+    payload["enterprise_id"] = "E1"
+    payload["authorizations"][0].update(enterprise_id="E1", team_id=None)
+    payload["authorizations"][0]["is_enterprise_install"] = True
+    await multi.send(payload)
+
+    async def org_gone() -> bool:
+        return await keys.own("T5") is None and await keys.own("T6") is None
+
+    await eventually(org_gone)
+    assert await keys.own("TSOLO") == "sk-solo"
+    assert await store.async_find_bot(enterprise_id="E1", team_id=None) is None
+    assert await multi.bot_of("TSOLO") is not None
+
+    # The uninstall was in the inbox before its ack, and is marked done once handled.
+    async def recorded_and_done() -> bool:
+        async with multi.services.inbox._db.read() as conn:  # type: ignore[attr-defined]
+            rows = (
+                await conn.execute(
+                    text("SELECT done_at FROM inbox WHERE event_id = :id"),
+                    {"id": payload["event_id"]},
+                )
+            ).all()
+        assert len(rows) == 1
+        return rows[0][0] is not None
+
+    await eventually(recorded_and_done)
