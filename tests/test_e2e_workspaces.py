@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import os
 import re
 import sys
@@ -320,14 +321,19 @@ async def test_required_key_refuses_with_a_sentence_until_an_admin_adds_one(mult
     assert [multi.dashscope.key_used(r) for r in multi.dashscope.requests] == ["sk-own-key"]
 
 
-async def test_a_key_model_studio_refuses_is_not_saved(multi: Multi) -> None:
+async def test_a_key_model_studio_refuses_is_not_saved(
+    multi: Multi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     await multi.install(Workspace("TA"))
     ack = await save_key(multi, "TA", "sk-wrong-key")
     assert ack["response_action"] == "errors"
     assert ack["errors"] == {"model_key": KEY_REFUSED}
     assert await multi.services.model_keys.own("TA") is None
-    # The key never reaches a stored row in the clear, nor the log.
+    # The key reached Model Studio, and no log line.
     assert multi.dashscope.key_checks == ["sk-wrong-key"]
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert said and not any("sk-wrong-key" in line for line in said)
 
 
 async def test_a_saved_key_is_stored_encrypted_and_never_shown_again(multi: Multi) -> None:
