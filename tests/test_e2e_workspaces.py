@@ -619,3 +619,23 @@ async def test_an_org_wide_uninstall_covers_every_workspace_of_the_org(multi: Mu
         return rows[0][0] is not None
 
     await eventually(recorded_and_done)
+
+
+async def test_revoked_bot_tokens_end_the_install_like_an_uninstall(multi: Multi) -> None:
+    alpha = Workspace("TA")
+    await multi.install(alpha)
+    await multi.install(Workspace("TB"))
+    multi.dashscope.api_keys.add("sk-alpha-key")
+    await save_key(multi, "TA", "sk-alpha-key")
+    multi.slack.uninstall(alpha)
+    revoked = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["UBOT"]}}
+    status, _ = await multi.send(event_callback(revoked, team_id="TA"))
+    assert status == 200
+
+    async def gone() -> bool:
+        return (
+            await multi.bot_of("TA") is None and await multi.services.model_keys.own("TA") is None
+        )
+
+    await eventually(gone)
+    assert await multi.bot_of("TB") is not None
