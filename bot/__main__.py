@@ -1,4 +1,6 @@
-"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP; `--http` forces HTTP."""
+"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP; `--http` forces HTTP.
+`python -m bot workspaces [--json]`: the installations, their usage and whether each has its
+own Model Studio key."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ import signal
 import sys
 from typing import Any
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_database_url, load_settings
 from bot.logs import configure_logging
-from bot.runtime import BotRuntime, StartupError
+from bot.runtime import BotRuntime, StartupError, workspaces_report
 
 logger = logging.getLogger("bot")
 
@@ -25,6 +27,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="serve Slack's HTTP requests on HOST:PORT at /slack/events, even if "
         "SLACK_APP_TOKEN is set",
     )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["workspaces"],
+        help="workspaces: list the installations with their usage this month and all time, "
+        "and whether each has its own Model Studio key (reads DATABASE_URL only)",
+    )
+    parser.add_argument("--json", action="store_true", help="with workspaces: JSON for scripts")
     return parser.parse_args(argv)
 
 
@@ -75,6 +85,8 @@ async def _first(work: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "workspaces":
+        return workspaces(as_json=args.json)
     try:
         settings = load_settings(force_http=args.http)
     except ConfigError as exc:
@@ -92,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("start failed", exc_info=True)
         print(f"Cannot start the bot.\n{exc}", file=sys.stderr)
         return 2
+
+
+def workspaces(*, as_json: bool) -> int:
+    try:
+        url = load_database_url()
+        print(asyncio.run(workspaces_report(url, as_json=as_json)))
+    except (ConfigError, StartupError) as exc:
+        print(f"Cannot read the workspaces.\n{exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from bot.qwen.errors import user_sentence
 from bot.qwen.events import StreamError, Usage
 from bot.records import ASK, FOLLOW_UP, StoredAnswer, UsageRecord
 from bot.usage import Pricing
+from bot.workspaces import KeyedCall, same_call
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,9 @@ class AnswerService:
         thread_sinks: AnswerSinkFactory,
         start_round: RoundStarter,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        keyed: KeyedCall | None = None,
     ) -> None:
+        self._keyed = keyed or same_call
         self._conversations = conversations
         self._answers = answers
         self._ledger = ledger
@@ -251,7 +254,7 @@ class AnswerService:
         call = opened
         try:
             await call.sending(prompt_tokens(plan.call.messages))
-            async for event in self._model.stream(plan.call):
+            async for event in self._model.stream(await self._keyed(draft.team_id, plan.call)):
                 result.apply(event)
                 if isinstance(event, Usage):
                     call.see(event)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -57,7 +57,11 @@ class BudgetGuard:
         monthly_tokens: int | None,
         *,
         clock: Callable[[], float] = time.time,
+        gate: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
+        # Asked first: a workspace that may not call the model at all (no Model Studio key)
+        # is told that, whatever its budget.
+        self._gate = gate
         self._usage = usage
         self._limit = monthly_tokens
         self._clock = clock
@@ -89,6 +93,8 @@ class BudgetGuard:
 
         Work already running is never stopped by this: callers ask only before starting.
         """
+        if self._gate is not None and (refused := await self._gate(team_id)) is not None:
+            return refused
         status = await self.status(team_id)
         if status is None or not status.exhausted:
             return None

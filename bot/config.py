@@ -39,7 +39,14 @@ _WHERE: Final[dict[str, str]] = {
         "a Model Studio API key (sk-...) from the Beijing region: "
         "https://bailian.console.aliyun.com/?apiKey=1"
     ),
+    "SLACK_CLIENT_SECRET": (
+        "Basic Information > App Credentials > Client Secret (multi-workspace mode, with "
+        "SLACK_CLIENT_ID)"
+    ),
 }
+_MULTI_SIGNING_SECRET: Final = (
+    f"{_SIGNING_SECRET_PATH} (multi-workspace mode serves Slack over HTTP and needs it)"
+)
 
 
 class ConfigError(Exception):
@@ -48,8 +55,10 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    slack_bot_token: str
-    dashscope_api_key: str
+    # "" in multi-workspace mode: each workspace's bot token comes from its installation.
+    slack_bot_token: str = ""
+    # "" when no fallback key is set (multi-workspace mode, each workspace brings its own).
+    dashscope_api_key: str = ""
     slack_app_token: str | None = None
     slack_signing_secret: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
@@ -76,6 +85,15 @@ class Settings:
     stream_idle_seconds: float = 10 * 60.0
     user_max_running: int = 2  # research runs at once per person (fleet wide); more queue
     workspace_max_running: int = 10  # and per workspace
+    # Multi-workspace mode ("Add to Slack"): set together, instead of SLACK_BOT_TOKEN.
+    slack_client_id: str | None = None
+    slack_client_secret: str | None = None
+    require_workspace_key: bool = False  # refuse workspaces without their own model key
+    data_retention_days: int = 30  # after an uninstall, content kept this long (0: none)
+
+    @property
+    def multi_workspace(self) -> bool:
+        return self.slack_client_id is not None
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
@@ -84,7 +102,8 @@ class Settings:
             f"db={_without_password(self.database_url)!r}, research_model={self.research_model!r}, "
             f"thinking_model={self.thinking_model!r}, "
             f"monthly_token_budget={self.workspace_monthly_token_budget}, "
-            f"secret_key={'set' if self.secret_key else 'unset'})"
+            f"secret_key={'set' if self.secret_key else 'unset'}, "
+            f"workspaces={'many' if self.multi_workspace else 'one'})"
         )
 
     @property
@@ -95,6 +114,7 @@ class Settings:
             self.slack_signing_secret,
             self.dashscope_api_key,
             self.secret_key,
+            self.slack_client_secret,
             urlsplit(self.database_url).password,  # a log line never shows the database's
         )
         return tuple(v for v in values if v)
@@ -117,6 +137,8 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+_TRUE: Final = ("true", "1", "yes")
+_BOOLEANS: Final = (*_TRUE, "false", "0", "no")
 _SQLITE_PREFIXES: Final = ("sqlite:///", "sqlite+aiosqlite:///")
 _POSTGRES_SCHEMES: Final = ("postgresql", "postgresql+asyncpg", "postgres")
 
@@ -149,7 +171,20 @@ def missing_settings(get: Callable[[str], str | None], *, force_http: bool) -> s
     """What is missing to start, each with where to get it, Socket Mode first; None if nothing.
 
     Without SLACK_APP_TOKEN and SLACK_SIGNING_SECRET the message leads with the app token:
-    manifest.yml turns Socket Mode on, and it needs no public URL."""
+    manifest.yml turns Socket Mode on, and it needs no public URL. With SLACK_CLIENT_ID set
+    (multi-workspace mode, HTTP only) the client secret and signing secret are needed
+    instead of the bot token, and the model key is optional."""
+    if get("SLACK_CLIENT_ID") is not None:
+        lines = [f"  SLACK_CLIENT_SECRET: {_WHERE['SLACK_CLIENT_SECRET']}"]
+        lines = lines if get("SLACK_CLIENT_SECRET") is None else []
+        if get("SLACK_SIGNING_SECRET") is None:
+            lines.append(f"  SLACK_SIGNING_SECRET: {_MULTI_SIGNING_SECRET}")
+        if not lines:
+            return None
+        return (
+            "Missing settings (put them in the environment or in ./.env; .env.example lists "
+            "them all):\n" + "\n".join(lines)
+        )
     socket_first = not force_http and get("SLACK_APP_TOKEN") is None
     socket_first = socket_first and get("SLACK_SIGNING_SECRET") is None
     names = ["SLACK_APP_TOKEN"] if socket_first else []
@@ -197,6 +232,13 @@ def preflight(argv: list[str] | None = None) -> int:
     return 2
 
 
+def load_database_url(
+    environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+) -> str:
+    """DATABASE_URL alone (the operator's commands need nothing else), with its driver."""
+    return database_url(_reader(environ, dotenv)("DATABASE_URL") or DEFAULT_DATABASE_URL)
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
@@ -210,14 +252,28 @@ def load_settings(
 
     get = _reader(environ, dotenv)
     app_token = get("SLACK_APP_TOKEN")
-    http_mode = force_http or app_token is None
+    client_id = get("SLACK_CLIENT_ID")
+    multi = client_id is not None
+    http_mode = force_http or app_token is None or multi
     missing = missing_settings(get, force_http=force_http)
     if missing is not None:
         raise ConfigError(missing)
 
     problems: list[str] = []
     bot_token = get("SLACK_BOT_TOKEN") or ""
-    if not bot_token.startswith("xoxb-"):
+    if multi:
+        if bot_token:
+            problems.append(
+                "SLACK_BOT_TOKEN and SLACK_CLIENT_ID are two modes: set SLACK_BOT_TOKEN for one "
+                "workspace, or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET for any number of "
+                "workspaces installing from /slack/install, not both"
+            )
+        if app_token is not None:
+            problems.append(
+                "multi-workspace mode (SLACK_CLIENT_ID) serves Slack over HTTP only: unset "
+                "SLACK_APP_TOKEN (Socket Mode apps cannot be distributed publicly)"
+            )
+    elif not bot_token.startswith("xoxb-"):
         problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
     if app_token is not None and not app_token.startswith("xapp-"):
         problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
@@ -260,8 +316,14 @@ def load_settings(
     if user_cap < 1 or workspace_cap < 1:
         problems.append("USER_MAX_RUNNING and WORKSPACE_MAX_RUNNING must be at least 1")
     auto_resume = (get("AUTO_RESUME") or "true").lower()
-    if auto_resume not in ("true", "false", "1", "0", "yes", "no"):
+    if auto_resume not in _BOOLEANS:
         problems.append(f"AUTO_RESUME must be true or false, got {get('AUTO_RESUME')!r}")
+    require_key = (get("REQUIRE_WORKSPACE_KEY") or "false").lower()
+    if require_key not in _BOOLEANS:
+        problems.append(
+            f"REQUIRE_WORKSPACE_KEY must be true or false, got {get('REQUIRE_WORKSPACE_KEY')!r}"
+        )
+    retention = int(number("DATA_RETENTION_DAYS", 30, integer=True))
     progress = number("PROGRESS_UPDATE_SECONDS", 5.0)
     thinking_budget = positive_int("THINKING_BUDGET")
     monthly_budget = positive_int("WORKSPACE_MONTHLY_TOKEN_BUDGET")
@@ -299,7 +361,7 @@ def load_settings(
         database_url=db_url,
         run_lease_seconds=lease,
         drain_seconds=drain,
-        auto_resume=auto_resume in ("true", "1", "yes"),
+        auto_resume=auto_resume in _TRUE,
         run_max_seconds=run_max,
         stream_idle_seconds=idle,
         user_max_running=user_cap,
@@ -313,4 +375,8 @@ def load_settings(
         pricing=pricing,
         workspace_monthly_token_budget=monthly_budget,
         secret_key=secret_key,
+        slack_client_id=client_id,
+        slack_client_secret=get("SLACK_CLIENT_SECRET"),
+        require_workspace_key=require_key in _TRUE,
+        data_retention_days=retention,
     )

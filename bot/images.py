@@ -30,9 +30,10 @@ class AttachmentReader(Protocol):
     """Reads the files attached to a chat message (Slack's file objects)."""
 
     async def attachments(
-        self, files: Sequence[Mapping[str, Any]]
+        self, files: Sequence[Mapping[str, Any]], *, token: str | None = None
     ) -> tuple[list[Attachment], list[str]]:
-        """Downloaded attachments, and a sentence for each file that could not be read."""
+        """Downloaded attachments, and a sentence for each file that could not be read.
+        `token`: the workspace's bot token, when it is not the reader's own."""
         ...
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.conversation import Conversation, ConversationKey, Owed, State
-from bot.records import SettingsRow, StoredAnswer, Totals, UsageRecord
+from bot.records import SettingsRow, StoredAnswer, Totals, UsageRecord, WorkspaceRecord
 
 
 class Conversations(Protocol):
@@ -194,3 +194,43 @@ class KeptQuestions(Protocol):
         ...
 
     async def threads(self) -> list[ConversationKey]: ...
+
+
+class Workspaces(Protocol):
+    """The workspaces that installed the bot (multi-workspace mode) and their uninstalls."""
+
+    async def installed(self, record: WorkspaceRecord) -> None:
+        """Insert or refresh the workspace; a reinstall clears its uninstall and deletion."""
+        ...
+
+    async def get(self, team_id: str) -> WorkspaceRecord | None: ...
+
+    async def all(self) -> list[WorkspaceRecord]: ...
+
+    async def of_enterprise(self, enterprise_id: str) -> list[WorkspaceRecord]: ...
+
+    async def uninstalled(self, team_id: str, *, at: float, purge_at: float) -> None: ...
+
+    async def due(self, now: float) -> list[str]:
+        """Uninstalled workspaces whose content is due for deletion."""
+        ...
+
+    async def purge(self, team_id: str) -> None:
+        """Delete the workspace's conversations, answers, settings and pending work, and
+        reduce its usage ledger to anonymous totals (per model, kind and month), in one
+        transaction."""
+        ...
+
+
+class WorkspaceKeys(Protocol):
+    """Each workspace's own Model Studio key, only ever as ciphertext."""
+
+    async def get(self, team_id: str) -> str | None: ...
+
+    async def put(self, team_id: str, sealed: str, updated_by: str) -> None: ...
+
+    async def forget_key(self, team_id: str) -> None: ...
+
+    async def forget_secrets(self, team_id: str) -> None:
+        """Delete the workspace's model key and its MCP bearer token."""
+        ...

@@ -89,3 +89,17 @@ class SettingsRow:
             f"mcp_allowed_tools={self.mcp_allowed_tools!r}, mcp_token_sealed={sealed}, "
             f"updated_by={self.updated_by!r}, updated_at={self.updated_at!r})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRecord:
+    """A workspace served in multi-workspace mode: its org (Enterprise Grid), whether the org's
+    install serves it, and, once uninstalled, when its content is deleted."""
+
+    team_id: str
+    enterprise_id: str | None = None
+    enterprise_install: bool = False
+    name: str = ""
+    installed_at: float = 0.0
+    uninstalled_at: float | None = None
+    purge_at: float | None = None  # None: kept (installed, or already deleted)

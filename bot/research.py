@@ -53,6 +53,7 @@ from bot.research_options import (
 )
 from bot.sink import MESSAGE, DeliveryFailed, SinkFactory, ThreadSink
 from bot.usage import Pricing
+from bot.workspaces import KeyedCall, same_call
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,9 @@ class ResearchService:
         budget: BudgetCheck | None = None,
         budget_held: Callable[[str], Awaitable[str]] | None = None,
         workspace_settings: WorkspaceSettingsLookup | None = None,
+        keyed: KeyedCall | None = None,
     ) -> None:
+        self._keyed = keyed or same_call
         self._budget = budget
         self._budget_held = budget_held
         self._workspace_settings = workspace_settings
@@ -529,9 +532,11 @@ class ResearchService:
         if task is not None:
             self._steps.add(task)
         try:
-            question_call = research_call(conversation.model, conversation.history)
-            await call.sending(prompt_tokens(question_call.messages))
-            async for event in self._model.stream(question_call):
+            first = research_call(conversation.model, conversation.history)
+            await call.sending(prompt_tokens(first.messages))
+            async for event in self._model.stream(
+                await self._keyed(conversation.key.team_id, first)
+            ):
                 result.apply(event)
                 if isinstance(event, Usage):
                     call.see(event)
@@ -694,7 +699,7 @@ class ResearchService:
             pacing = asyncio.create_task(progress.keep_live())
             self._streaming.add(key)
             try:
-                step = await self._research_step(conversation)
+                step = await self._keyed(key.team_id, await self._research_step(conversation))
                 await call.sending(prompt_tokens(step.messages))
                 async for event in self._model.stream(step):
                     self._last_frame[key] = self._clock()

@@ -8,25 +8,33 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Final
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
+from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import context
+from bot import context, operator_view
 from bot.answers import AnswerConfig, AnswerService
 from bot.budget import BudgetGuard
 from bot.config import Settings
 from bot.metering import UsageMeter
+from bot.operator_view import workspace_lines
 from bot.pacing import SharedPacer, WorkspacePacer
 from bot.qwen.client import QwenClient, RetryPolicy
+from bot.qwen.keys import check_key
 from bot.research import ResearchConfig, ResearchService
 from bot.secrets_box import SecretBox
 from bot.services import Services
 from bot.supervisor import LeaseConfig, Supervisor
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
+from bot.workspaces import Lifecycle, ModelKeys
 from handlers.answer_sinks import thread_answer_sinks
 from handlers.app import (
     SlackRefused,
@@ -38,15 +46,48 @@ from handlers.app import (
 )
 from handlers.events import replayer
 from handlers.files import SlackFiles
+from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
+from handlers.installations import register as register_installations
 from handlers.slack_sink import slack_sinks
 from storage import Storage
 from storage.database import StorageError
+from storage.installations import installation_store, oauth_state_store
 
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH: Final = "/slack/events"
 SHUTDOWN_GRACE_SECONDS: Final = 20.0
 MODEL_CONNECTIONS: Final = 1000
+
+
+PURGE_EVERY_SECONDS: Final = 3600.0
+
+
+async def _purge_hourly(lifecycle: Lifecycle) -> None:
+    while True:
+        try:
+            await lifecycle.purge_due()
+        except Exception:
+            logger.exception("deleting the content of uninstalled workspaces failed")
+        await asyncio.sleep(PURGE_EVERY_SECONDS)
+
+
+async def workspaces_report(database_url: str, *, as_json: bool) -> str:
+    """`python -m bot workspaces`: the installations and their usage, as text or JSON."""
+    try:
+        storage = await Storage.open(database_url)
+    except StorageError as exc:
+        raise StartupError(f"{exc}\nCheck DATABASE_URL (see README.md, Storage).") from exc
+    try:
+        lines = await workspace_lines(
+            storage.workspaces,
+            await storage.workspaces.billed(),
+            storage.workspace_keys,
+            storage.ledger,
+        )
+    finally:
+        await storage.close()
+    return operator_view.as_json(lines) if as_json else operator_view.as_table(lines)
 
 
 class StartupError(Exception):
@@ -68,6 +109,10 @@ class BotRuntime:
         self.services: Services | None = None
         self._supervisor: Supervisor | None = None
         self.http_port: int | None = None
+        self._purging: asyncio.Task[None] | None = None
+        # Multi-workspace mode: installs and uninstalls, and slack_sdk's installation store.
+        self.lifecycle: Lifecycle | None = None
+        self.installations: AsyncInstallationStore | None = None
         # Set when Slack refuses a token after the start (Socket Mode reconnecting with a
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
@@ -78,7 +123,8 @@ class BotRuntime:
         try:
             client = slack_client(settings)
             try:
-                identity = await check_bot_token(client)
+                # Multi-workspace mode has no token of its own: each installation brings one.
+                identity = None if settings.multi_workspace else await check_bot_token(client)
             except SlackRefused as exc:
                 raise StartupError(str(exc)) from None
             if identity is not None:
@@ -104,7 +150,31 @@ class BotRuntime:
                 session=session,
                 retry=self._model_retry,
             )
-            budget = BudgetGuard(storage.ledger, settings.workspace_monthly_token_budget)
+            box = SecretBox(settings.secret_key) if settings.secret_key else None
+            keys = ModelKeys(
+                storage.workspace_keys,
+                box,
+                fallback=settings.dashscope_api_key,
+                required=settings.require_workspace_key,
+                check=lambda key: check_key(session, settings.dashscope_base_url, key),
+            )
+            budget = BudgetGuard(
+                storage.ledger, settings.workspace_monthly_token_budget, gate=keys.refusal
+            )
+            oauth: AsyncOAuthSettings | None = None
+            client_for: Callable[[str], AsyncWebClient] = lambda _team: client  # noqa: E731
+            if settings.multi_workspace:
+                installations = installation_store(storage.database, settings.slack_client_id or "")
+                tokens = TeamTokens(
+                    installations,
+                    storage.workspaces,
+                    AsyncTokenRotator(
+                        client_id=settings.slack_client_id or "",
+                        client_secret=settings.slack_client_secret or "",
+                        client=client,
+                    ),
+                )
+                client_for = team_clients(client, tokens)
             process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             meter = UsageMeter(inflight=storage.inflight, owner=process_id, budget=budget)
             answers = AnswerService(
@@ -118,13 +188,14 @@ class BotRuntime:
                     model=settings.thinking_model, thinking_budget=settings.thinking_budget
                 ),
                 budget=budget,
-                thread_sinks=thread_answer_sinks(client),
+                thread_sinks=thread_answer_sinks(client_for),
                 start_round=lambda *args: research.research_again(*args),
+                keyed=keys.keyed,
             )
             workspace_settings = WorkspaceSettingsService(
                 storage.settings,
                 default_model=settings.research_model,
-                box=SecretBox(settings.secret_key) if settings.secret_key else None,
+                box=box,
             )
             research = ResearchService(
                 conversations=storage.conversations,
@@ -132,7 +203,7 @@ class BotRuntime:
                 kept=storage.kept,
                 meter=meter,
                 model=model,
-                sinks=slack_sinks(client),
+                sinks=slack_sinks(client_for),
                 pricing=settings.pricing,
                 config=ResearchConfig(
                     model=settings.research_model,
@@ -152,6 +223,14 @@ class BotRuntime:
                 budget=budget.refusal,
                 budget_held=budget.refusal_held,
                 workspace_settings=workspace_settings.research,
+                keyed=keys.keyed,
+            )
+            lifecycle = Lifecycle(
+                storage.workspaces,
+                storage.workspace_keys,
+                storage.conversations,
+                stop=research.stop,
+                retention_days=settings.data_retention_days,
             )
             self.services = Services(
                 conversations=storage.conversations,
@@ -165,8 +244,19 @@ class BotRuntime:
                 budget=budget,
                 files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
                 settings=workspace_settings,
+                model_keys=keys,
             )
-            app = build_app(settings, self.services, client)
+            self.lifecycle = lifecycle
+            if settings.multi_workspace:
+                self.installations = installations
+                oauth = oauth_settings(
+                    settings, installations, oauth_state_store(storage.database), lifecycle
+                )
+            app = build_app(settings, self.services, client, oauth=oauth)
+            if settings.multi_workspace:
+                register_installations(app, lifecycle, installations, tokens, storage.inbox)
+                # Content of workspaces uninstalled DATA_RETENTION_DAYS ago, now and hourly.
+                self._purging = asyncio.create_task(_purge_hourly(lifecycle), name="purge")
             self._supervisor = Supervisor(
                 processes=storage.processes,
                 inbox=storage.inbox,
@@ -193,6 +283,14 @@ class BotRuntime:
                 await self._serve_http(
                     http_app(app, settings.slack_signing_secret or "", EVENTS_PATH)
                 )
+                if settings.multi_workspace:
+                    logger.info(
+                        "many workspaces: they install the bot from http://%s:%s%s (behind "
+                        "your HTTPS host)",
+                        settings.host,
+                        self.http_port,
+                        INSTALL_PATH,
+                    )
             else:
                 # Retries with backoff while Slack is unreachable; a refused app token ends it.
                 self._socket = SocketModeTransport(
@@ -212,7 +310,14 @@ class BotRuntime:
         self.failure = sentence
         self.failed.set()
 
+    async def _stop_purging(self) -> None:
+        if self._purging is not None:
+            self._purging.cancel()
+            await asyncio.gather(self._purging, return_exceptions=True)
+            self._purging = None
+
     async def _abandon_start(self) -> None:
+        await self._stop_purging()
         with contextlib.suppress(Exception):
             if self.services is not None:
                 await self.services.research.shutdown(drain=0, timeout=5)
@@ -242,6 +347,7 @@ class BotRuntime:
     async def stop(self) -> None:
         """Stop taking work, let running research go on for DRAIN_SECONDS, record where the
         rest stood, hand this process's work over, close everything."""
+        await self._stop_purging()
         try:
             if self._supervisor is not None:
                 self._supervisor.draining = True

@@ -11,6 +11,7 @@ from bot.ports import Conversations, DeliveryClaims, Inbox, UsageLedger
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
+from bot.workspaces import ModelKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +27,4 @@ class Services:
     budget: BudgetGuard
     files: AttachmentReader
     settings: WorkspaceSettingsService
+    model_keys: ModelKeys

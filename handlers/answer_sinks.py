@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from slack_sdk.errors import SlackApiError
@@ -144,8 +145,10 @@ class SlackThreadAnswerSink:
         )
 
 
-def thread_answer_sinks(client: AsyncWebClient) -> AnswerSinkFactory:
+def thread_answer_sinks(client_for: Callable[[str], AsyncWebClient]) -> AnswerSinkFactory:
+    """Sinks posting with the client of the thread's workspace (`client_for(team_id)`)."""
+
     def make(key: ConversationKey) -> SlackThreadAnswerSink:
-        return SlackThreadAnswerSink(client, key)
+        return SlackThreadAnswerSink(client_for(key.team_id), key)
 
     return make

@@ -26,6 +26,7 @@ from slack_bolt.adapter.socket_mode.async_internals import (
 )
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
@@ -46,6 +47,11 @@ from handlers import register_all
 from handlers.events import HUMAN_SUBTYPES
 
 logger = logging.getLogger(__name__)
+
+NOT_INSTALLED: Final = (
+    "This workspace has not installed the bot (or has removed it). A workspace admin can add it "
+    "again from the bot's install link."
+)
 
 # Slack's answers that no retry will change: the token is wrong, revoked, of the wrong kind
 # or lacks its scope. Everything else (network, 5xx, rate limits) is worth retrying.
@@ -74,7 +80,7 @@ SOCKET_PING_SECONDS: Final = 10.0
 def slack_client(settings: Settings) -> AsyncWebClient:
     """The Web API client; Bolt's per-request clients inherit its retry handlers."""
     return AsyncWebClient(
-        token=settings.slack_bot_token,
+        token=settings.slack_bot_token or None,
         base_url=settings.slack_api_url,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
@@ -84,7 +90,15 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     )
 
 
-def build_app(settings: Settings, services: Services, client: AsyncWebClient) -> AsyncApp:
+def build_app(
+    settings: Settings,
+    services: Services,
+    client: AsyncWebClient,
+    *,
+    oauth: AsyncOAuthSettings | None = None,
+) -> AsyncApp:
+    """`oauth`: multi-workspace mode, Bolt's OAuth flow and `authorize` over its installation
+    store; without it, the one workspace of `client`'s token."""
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret or "",
@@ -93,6 +107,9 @@ def build_app(settings: Settings, services: Services, client: AsyncWebClient) ->
         process_before_response=False,
         # Before Bolt's own authorization (an auth.test) and before any listener.
         before_authorize=RefuseMalformed(),
+        oauth_settings=oauth,
+        # An event from a workspace without an installation is acknowledged and dropped.
+        user_facing_authorize_error_message=NOT_INSTALLED,
     )
 
     @app.error
@@ -225,7 +242,29 @@ def http_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application:
 
     web_app = web.Application()
     web_app.router.add_post(path, handle)
+    flow = app.oauth_flow
+    if flow is not None:
+        # "Add to Slack" (the install page, which sets the state cookie) and Slack's redirect
+        # back with the code: Bolt's OAuth flow answers both; the state is checked there.
+        async def install(request: web.Request) -> web.StreamResponse:
+            response = await flow.handle_installation(_oauth_request(request))
+            return await to_aiohttp_response(response)
+
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            response = await flow.handle_callback(_oauth_request(request))
+            return await to_aiohttp_response(response)
+
+        web_app.router.add_get(flow.install_path, install)
+        web_app.router.add_get(flow.redirect_uri_path, redirect)
     return web_app
+
+
+def _oauth_request(request: web.Request) -> AsyncBoltRequest:
+    return AsyncBoltRequest(
+        body="",
+        query=request.query_string,
+        headers=request.headers,  # type: ignore[arg-type]
+    )
 
 
 def _kind(exc: BaseException) -> str:

@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 # Message subtypes that carry a person's words; everything else (edits, deletions, joins,
 # bot posts, the bot's own chat.update echoes) is dropped on purpose.
 HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
-# Events that cause work: recorded in the inbox before they are acknowledged.
-WORK_EVENTS: Final = frozenset({"app_mention", "message"})
+# Events that cause work: recorded in the inbox before they are acknowledged (an uninstall
+# too: its tokens and keys must go even if the process dies right after the ack).
+WORK_EVENTS: Final = frozenset({"app_mention", "message", "app_uninstalled", "tokens_revoked"})
 REPLAY: Final = "qdr_replay"  # in a request's context: an event handled again from the inbox
 SOMETHING_WRONG: Final = (
     "Something went wrong on my side while handling that message. Please try again in a "
@@ -149,7 +150,7 @@ def register(app: AsyncApp, services: Services) -> None:
         raw = event.get("text")
         text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
         async with _guarded(client, key):
-            images, refusals = await _images(event)
+            images, refusals = await _images(event, context.bot_token)
             await entry(
                 key,
                 event.get("user", ""),
@@ -159,11 +160,12 @@ def register(app: AsyncApp, services: Services) -> None:
                 refusals=refusals,
             )
 
-    async def _images(event: Mapping[str, Any]) -> tuple[list[Image], list[str]]:
+    async def _images(event: Mapping[str, Any], token: str | None) -> tuple[list[Image], list[str]]:
         files = event.get("files") or []
         if not isinstance(files, list) or not files:
             return [], []
-        attachments, unread = await services.files.attachments(files)
+        # The workspace's own token (multi-workspace mode): Slack serves its files only to it.
+        attachments, unread = await services.files.attachments(files, token=token)
         images, refused = accept_images(attachments)
         return images, [*unread, *refused]
 

@@ -34,7 +34,7 @@ class SlackFiles:
         return parts.scheme == "https" and host.endswith(_SLACK_FILE_HOSTS)
 
     async def attachments(
-        self, files: Sequence[Mapping[str, Any]]
+        self, files: Sequence[Mapping[str, Any]], *, token: str | None = None
     ) -> tuple[list[Attachment], list[str]]:
         """Downloaded attachments and a sentence for each file that could not be read."""
         attachments: list[Attachment] = []
@@ -52,7 +52,7 @@ class SlackFiles:
             if not self.is_slack_url(url):
                 refusals.append(f"I could not read *{name}*: it is not stored in Slack.")
                 continue
-            data = await self._download(url)
+            data = await self._download(url, token or self._token)
             if data is None:
                 refusals.append(
                     f"I could not download *{name}* from Slack. Please attach it again."
@@ -61,11 +61,11 @@ class SlackFiles:
                 attachments.append(Attachment(name, data))
         return attachments, refusals
 
-    async def _download(self, url: str) -> bytes | None:
+    async def _download(self, url: str, token: str) -> bytes | None:
         try:
             async with self._session.get(
                 url,
-                headers={"Authorization": f"Bearer {self._token}"},
+                headers={"Authorization": f"Bearer {token}"},
                 timeout=aiohttp.ClientTimeout(total=60),
                 allow_redirects=False,
             ) as response:

@@ -14,6 +14,7 @@ from bot.usage_report import WorkspaceUsage
 from bot.workspace_settings import WorkspaceSettings
 from handlers.admins import is_workspace_admin
 from handlers.help import help_blocks
+from handlers.model_key_render import key_home_block
 from handlers.settings_render import home_blocks
 from handlers.usage_render import usage_blocks
 
@@ -56,6 +57,10 @@ async def publish_home(client: AsyncWebClient, services: Services, team: str, us
         default_model=services.settings.default_model,
         can_change=await is_workspace_admin(client, user) is True,
     )
+    try:
+        settings_part.append(key_home_block(await services.model_keys.status(team)))
+    except Exception:
+        logger.exception("the model key status for the Home tab of %s failed", team)
     try:
         await client.views_publish(user_id=user, view=home_view(usage, settings_part))
     except SlackApiError as exc:

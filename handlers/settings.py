@@ -14,6 +14,7 @@ from bot.services import Services
 from bot.workspace_settings import Field, SettingsInvalid
 from handlers.admins import is_workspace_admin
 from handlers.home import publish_home
+from handlers.model_key_render import KEY_BLOCK, key_blocks, key_from_state
 from handlers.settings_render import (
     OPEN_SETTINGS_ACTION,
     SETTINGS_CALLBACK,
@@ -54,6 +55,8 @@ async def open_settings(
             default_model=services.settings.default_model,
             can_save_tokens=services.settings.can_save_tokens,
         )
+        keys = services.model_keys
+        view["blocks"] += key_blocks(await keys.status(team), storable=keys.storable)
         await client.views_open(trigger_id=trigger_id, view=view)
     except Exception:
         logger.exception("could not open the research settings of %s", team)
@@ -93,7 +96,23 @@ def register(app: AsyncApp, services: Services) -> None:
             )
             await ack(response_action="update", view=message_modal(NOT_ADMIN))
             return
-        form = form_from_state((view.get("state") or {}).get("values") or {})
+        values = (view.get("state") or {}).get("values") or {}
+        form = form_from_state(values)
+        # The key first: checking it with Model Studio is the slow part (bounded under
+        # Slack's 3 seconds), and a key refused leaves everything as it was.
+        key, remove_key = key_from_state(values)
+        try:
+            if key:
+                refused = await services.model_keys.save(team, user, key)
+                if refused is not None:
+                    await ack(response_action="errors", errors={KEY_BLOCK: refused})
+                    return
+            elif remove_key:
+                await services.model_keys.remove(team, user)
+        except Exception:
+            logger.exception("could not save the model key of %s", team)
+            await ack(response_action="errors", errors={KEY_BLOCK: SAVE_FAILED})
+            return
         try:
             saved = await services.settings.save(team, user, form)
         except SettingsInvalid as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -156,8 +157,10 @@ def _failed(part: str, exc: Exception) -> DeliveryFailed:
     return DeliveryFailed(part, lasting=error in LASTING_ERRORS)
 
 
-def slack_sinks(client: AsyncWebClient) -> SinkFactory:
+def slack_sinks(client_for: Callable[[str], AsyncWebClient]) -> SinkFactory:
+    """Sinks posting with the client of the thread's workspace (`client_for(team_id)`)."""
+
     def make(key: ConversationKey) -> SlackThreadSink:
-        return SlackThreadSink(client, key)
+        return SlackThreadSink(client_for(key.team_id), key)
 
     return make

@@ -17,6 +17,7 @@ from storage.durable import (
 )
 from storage.ledger import SqlUsageLedger
 from storage.workspace_settings import SqlWorkspaceSettings
+from storage.workspaces import SqlWorkspaceKeys, SqlWorkspaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class Storage:
     inflight: SqlInflightUsage
     kept: SqlKeptQuestions
     pacing: SqlPacing
+    workspaces: SqlWorkspaces
+    workspace_keys: SqlWorkspaceKeys
 
     @classmethod
     async def open(cls, url: str) -> Storage:
@@ -49,6 +52,8 @@ class Storage:
             inflight=SqlInflightUsage(db),
             kept=SqlKeptQuestions(db),
             pacing=SqlPacing(db),
+            workspaces=SqlWorkspaces(db),
+            workspace_keys=SqlWorkspaceKeys(db),
         )
 
     async def close(self) -> None:

@@ -157,6 +157,30 @@ pacing = Table(
     Column("refilled_at", Float, nullable=False),
 )
 
+# slack_installations, slack_bots and slack_oauth_states (migration 0004) are slack_sdk's own
+# tables, read and written only by its stores (handlers/installations.py).
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("enterprise_id", Text),  # the org of an Enterprise Grid workspace
+    Column("enterprise_install", Integer, nullable=False),  # 1: the org-wide install serves it
+    Column("name", Text, nullable=False),
+    Column("installed_at", Float, nullable=False),
+    Column("uninstalled_at", Float),  # NULL while installed
+    Column("purge_at", Float),  # when its content is deleted after an uninstall
+)
+
+workspace_keys = Table(
+    "workspace_keys",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("key_sealed", Text, nullable=False),  # the Model Studio key, encrypted
+    Column("updated_by", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 NANOS_PER_USD: Final = Decimal(1_000_000_000)
 
 

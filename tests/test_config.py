@@ -319,3 +319,40 @@ def test_a_short_secret_key_is_refused_with_how_to_make_one() -> None:
     assert "SECRET_KEY must be at least 32 characters" in message
     assert "secrets.token_urlsafe" in message
     assert "too-short" not in message
+
+
+# --------------------------------------------------------------------------- multi-workspace
+
+MULTI_ENV = {
+    "SLACK_CLIENT_ID": "111.222",
+    "SLACK_CLIENT_SECRET": "client-secret-value",
+    "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+}
+
+
+def test_client_id_and_secret_start_multi_workspace_mode_over_http_without_a_model_key() -> None:
+    settings = load(MULTI_ENV)
+    assert settings.multi_workspace and settings.http_mode
+    assert settings.slack_bot_token == "" and settings.dashscope_api_key == ""
+    assert settings.data_retention_days == 30 and settings.require_workspace_key is False
+    assert "client-secret-value" in settings.secrets
+    assert "client-secret-value" not in repr(settings)
+
+
+def test_multi_workspace_mode_names_what_it_misses() -> None:
+    message = config_error({"SLACK_CLIENT_ID": "111.222"})
+    assert "SLACK_CLIENT_SECRET" in message and "Client Secret" in message
+    assert "SLACK_SIGNING_SECRET" in message
+    assert "SLACK_BOT_TOKEN" not in message and "DASHSCOPE_API_KEY" not in message
+
+
+def test_the_two_modes_are_not_mixed() -> None:
+    assert "not both" in config_error({**MULTI_ENV, "SLACK_BOT_TOKEN": BOT_TOKEN})
+    assert "HTTP only" in config_error({**MULTI_ENV, "SLACK_APP_TOKEN": APP_TOKEN})
+
+
+def test_retention_and_required_key_settings() -> None:
+    settings = load({**MULTI_ENV, "DATA_RETENTION_DAYS": "0", "REQUIRE_WORKSPACE_KEY": "true"})
+    assert settings.data_retention_days == 0 and settings.require_workspace_key
+    assert "REQUIRE_WORKSPACE_KEY" in config_error({**MULTI_ENV, "REQUIRE_WORKSPACE_KEY": "maybe"})
+    assert "DATA_RETENTION_DAYS" in config_error({**MULTI_ENV, "DATA_RETENTION_DAYS": "-1"})

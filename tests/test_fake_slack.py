@@ -318,3 +318,81 @@ async def test_fail_next_times(slack: FakeSlack, client: AsyncWebClient, times: 
         with pytest.raises(SlackApiError, match="team_not_found"):
             await client.auth_test()
     await asyncio.wait_for(client.auth_test(), timeout=5)
+
+
+# --------------------------------------------------------------------------- OAuth
+
+
+async def consent(slack: FakeSlack) -> str:
+    """A person consents on the fake's authorize page; the code it sends back."""
+    slack.redirect_uri = "https://bot.example.com/slack/oauth_redirect"
+    url = f"http://127.0.0.1:{slack.port}/oauth/v2/authorize"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            url,
+            params={"client_id": slack.client_id, "scope": "chat:write", "state": "s1"},
+            allow_redirects=False,
+        ) as response,
+    ):
+        assert response.status == 302
+        location = response.headers["Location"]
+    assert location.startswith(slack.redirect_uri) and "state=s1" in location
+    return location.split("code=")[1].split("&")[0]
+
+
+async def test_oauth_v2_access_gives_a_new_workspace_and_token_each_time(
+    slack: FakeSlack,
+) -> None:
+    client = AsyncWebClient(base_url=slack.api_url)
+    first = await client.oauth_v2_access(
+        client_id=slack.client_id, client_secret=slack.client_secret, code=await consent(slack)
+    )
+    second = await client.oauth_v2_access(
+        client_id=slack.client_id, client_secret=slack.client_secret, code=await consent(slack)
+    )
+    assert first["team"]["id"] != second["team"]["id"]
+    assert first["access_token"] != second["access_token"]
+    # Each token works, for its own workspace only.
+    for answer in (first, second):
+        test = await AsyncWebClient(
+            token=answer["access_token"], base_url=slack.api_url
+        ).auth_test()
+        assert test["team_id"] == answer["team"]["id"]
+        assert slack.team_of_token(answer["access_token"]) == answer["team"]["id"]
+
+
+async def test_oauth_v2_access_refuses_a_used_code_and_wrong_credentials(slack: FakeSlack) -> None:
+    client = AsyncWebClient(base_url=slack.api_url)
+    code = await consent(slack)
+    with pytest.raises(SlackApiError) as wrong:
+        await client.oauth_v2_access(client_id=slack.client_id, client_secret="nope", code=code)
+    assert wrong.value.response["error"] == "invalid_client_id"
+    await client.oauth_v2_access(
+        client_id=slack.client_id, client_secret=slack.client_secret, code=code
+    )
+    with pytest.raises(SlackApiError) as used:
+        await client.oauth_v2_access(
+            client_id=slack.client_id, client_secret=slack.client_secret, code=code
+        )
+    assert used.value.response["error"] == "invalid_code"
+
+
+async def test_a_refreshed_token_replaces_the_old_one(slack: FakeSlack) -> None:
+    slack.token_rotation = True
+    client = AsyncWebClient(base_url=slack.api_url)
+    granted = await client.oauth_v2_access(
+        client_id=slack.client_id, client_secret=slack.client_secret, code=await consent(slack)
+    )
+    assert granted["expires_in"] == slack.token_lifetime
+    refreshed = await client.oauth_v2_access(
+        client_id=slack.client_id,
+        client_secret=slack.client_secret,
+        grant_type="refresh_token",
+        refresh_token=granted["refresh_token"],
+    )
+    with pytest.raises(SlackApiError) as old:
+        await AsyncWebClient(token=granted["access_token"], base_url=slack.api_url).auth_test()
+    assert old.value.response["error"] == "invalid_auth"
+    fresh = AsyncWebClient(token=refreshed["access_token"], base_url=slack.api_url)
+    assert (await fresh.auth_test())["team_id"] == granted["team"]["id"]

@@ -215,6 +215,10 @@ def test_env_example_lists_every_setting_and_leads_with_socket_mode() -> None:
         "PRICING_FILE",
         "WORKSPACE_MONTHLY_TOKEN_BUDGET",
         "SECRET_KEY",
+        "SLACK_CLIENT_ID",
+        "SLACK_CLIENT_SECRET",
+        "REQUIRE_WORKSPACE_KEY",
+        "DATA_RETENTION_DAYS",
     }
     readme = (ROOT / "README.md").read_text()
     assert all(f"`{n}`" in readme for n in names)  # the same list the README documents

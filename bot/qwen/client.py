@@ -45,6 +45,8 @@ class ModelCall:
     messages: tuple[Mapping[str, Any], ...]
     # May hold MCP bearer tokens in the clear: never part of a repr or a log line.
     parameters: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # The workspace's own Model Studio key; None: the client's (DASHSCOPE_API_KEY).
+    api_key: str | None = field(default=None, repr=False, compare=False)
 
 
 def research_call(
@@ -168,7 +170,7 @@ class QwenClient:
                 task_group="aigc",
                 task="text-generation",
                 function="generation",
-                api_key=self._api_key,
+                api_key=call.api_key or self._api_key,
                 stream=True,
                 incremental_output=True,
                 base_address=self._base_url,

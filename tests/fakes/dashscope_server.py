@@ -132,6 +132,8 @@ class _ClientGone(Exception):
 class FakeDashScope:
     def __init__(self, api_key: str = "sk-test") -> None:
         self.api_key = api_key
+        self.api_keys: set[str] = set()  # more keys it takes (workspaces' own keys)
+        self.key_checks: list[str] = []  # the keys GET /models was asked with
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
         self.base_url = ""
@@ -144,6 +146,7 @@ class FakeDashScope:
     async def __aenter__(self) -> FakeDashScope:
         app = web.Application()
         app.router.add_post(ROUTE, self._handle)
+        app.router.add_get("/api/v1/models", self._models)
         # access_log=None: the access log would only add noise to test output.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -177,6 +180,25 @@ class FakeDashScope:
             lambda: f"expected {n} disconnect(s), got {self.disconnects}",
         )
 
+    def key_used(self, request: RecordedRequest) -> str:
+        return request.headers.get("Authorization", "").removeprefix("Bearer ")
+
+    def _accepts(self, request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return given == self.api_key or given in self.api_keys
+
+    async def _models(self, request: web.Request) -> web.Response:
+        """GET /models: the model list (one page), 401 for a key the gateway refuses."""
+        self.key_checks.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if not self._accepts(request):
+            return _json_error(401, "InvalidApiKey", "Invalid API-key provided.")
+        return web.json_response(
+            {
+                "request_id": f"fake-{uuid.uuid4()}",
+                "output": {"models": [{"model": "qwen-deep-research"}], "total": 1},
+            }
+        )
+
     # ----------------------------------------------------------------------- handler
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -191,7 +213,7 @@ class FakeDashScope:
         )
 
         # Auth comes first and never consumes a script, like the live gateway.
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+        if not self._accepts(request):
             return _json_error(401, "InvalidApiKey", "Invalid API-key provided.")
         if not isinstance(body, dict):
             return _json_error(400, "InvalidParameter", "request body is not a JSON object")

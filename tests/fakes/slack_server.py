@@ -15,6 +15,7 @@ strings on POST or GET (reactions.*, users.info, files.*) and form bodies (Bolt,
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -86,6 +87,25 @@ class _PendingUpload:
     filename: str
     length: int
     content: bytes | None = None  # set once the bytes are POSTed to the upload URL
+
+
+@dataclass
+class Workspace:
+    """A workspace (or an Enterprise Grid org, for an org-wide install) that installed the app
+    through oauth.v2.access, with the bot token Slack gave it."""
+
+    team_id: str | None  # None for an org-wide install
+    enterprise_id: str | None = None
+    name: str = ""
+    bot_user_id: str = "UBOT"
+    bot_id: str = "BBOT"
+    token: str = ""
+    refresh_token: str | None = None  # set when token rotation is on
+    expires_at: float | None = None
+
+    @property
+    def org_wide(self) -> bool:
+        return self.team_id is None
 
 
 class SlackError(Exception):
@@ -288,6 +308,20 @@ class FakeSlack:
         self.responses: list[ResponsePost] = []  # response_url posts, accepted or not
         self.hosted_files: dict[str, bytes] = {}  # file id -> bytes served at url_private
         self.file_downloads: list[tuple[str, str | None]] = []  # (file id, token presented)
+        # OAuth (multi-workspace mode): the app's credentials, the installs waiting for the
+        # user's consent (the next ones /oauth/v2/authorize grants; without one, a new
+        # workspace each time), codes handed out, and the bot token of each install.
+        self.client_id = "111.222"
+        self.client_secret = "client-secret"
+        self.redirect_uri = ""  # where /oauth/v2/authorize sends the user back
+        self.token_rotation = False
+        self.token_lifetime = 43_200  # seconds, as Slack's rotating tokens
+        self.next_installs: list[Workspace] = []
+        self.authorize_requests: list[dict[str, str]] = []
+        self.codes: dict[str, Workspace] = {}
+        self.installed: dict[str, Workspace] = {}  # bot token -> its workspace
+        self._refresh: dict[str, Workspace] = {}  # refresh token -> its workspace
+        self._installs = itertools.count(1)
 
         self.port = 0
         self.api_url = ""
@@ -320,6 +354,7 @@ class FakeSlack:
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
             "apps.connections.open": self._apps_connections_open,
+            "oauth.v2.access": lambda args: {},  # answered by _oauth_v2_access
         }
 
     # ---- files users attach ---------------------------------------------------------------
@@ -346,7 +381,7 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         self.file_downloads.append((file_id, token))
-        if token != self.bot_token:
+        if token != self.bot_token and token not in self.installed:
             return web.Response(status=302, headers={"Location": "https://slack.com/signin"})
         content = self.hosted_files.get(file_id)
         if content is None:
@@ -362,6 +397,7 @@ class FakeSlack:
         app.router.add_post("/response/{name}", self._handle_response)
         app.router.add_get("/socket", self._handle_socket)
         app.router.add_get("/files-pri/{file_id}/{name}", self._handle_file_download)
+        app.router.add_get("/oauth/v2/authorize", self._handle_authorize)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -530,6 +566,8 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         body_token = args.pop("token", None)
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else body_token
+        if method == "oauth.v2.access" and auth.startswith("Basic "):
+            token = auth  # the app's client credentials, not a token
 
         status, headers = 200, {}
         fault = self._faults.get(method)
@@ -553,9 +591,18 @@ class FakeSlack:
         handler = self._handlers.get(method)
         if handler is None:
             return {"ok": False, "error": "unknown_method", "req_method": method}
-        expected = self.app_token if method == "apps.connections.open" else self.bot_token
-        if token != expected:
-            return {"ok": False, "error": "invalid_auth"}
+        if method == "oauth.v2.access":
+            return self._oauth_v2_access(args, token)
+        workspace = self.installed.get(token or "")
+        if workspace is not None and method != "apps.connections.open":
+            if workspace.expires_at is not None and workspace.expires_at < time.time():
+                return {"ok": False, "error": "token_expired"}
+            if method == "auth.test":
+                return {"ok": True, **self._auth_test_of(workspace)}
+        else:
+            expected = self.app_token if method == "apps.connections.open" else self.bot_token
+            if token != expected:
+                return {"ok": False, "error": "invalid_auth"}
         try:
             return {"ok": True, **handler(args)}
         except SlackError as e:
@@ -637,6 +684,124 @@ class FakeSlack:
             if not self._sockets:
                 self._socket_connected.clear()
         return ws
+
+    # ---- OAuth ------------------------------------------------------------------------------
+
+    def install_next(
+        self,
+        team_id: str | None,
+        *,
+        enterprise_id: str | None = None,
+        name: str = "",
+        bot_user_id: str = "UBOT",
+    ) -> Workspace:
+        """The workspace (team_id None: the org `enterprise_id`, org-wide) the next consent on
+        /oauth/v2/authorize installs into."""
+        workspace = Workspace(team_id, enterprise_id, name or (team_id or enterprise_id or ""))
+        workspace.bot_user_id = bot_user_id
+        self.next_installs.append(workspace)
+        return workspace
+
+    def uninstall(self, workspace: Workspace) -> None:
+        """Revoke the workspace's tokens, as Slack does before it sends app_uninstalled."""
+        for token, held in list(self.installed.items()):
+            if held is workspace:
+                del self.installed[token]
+        for token, held in list(self._refresh.items()):
+            if held is workspace:
+                del self._refresh[token]
+
+    def token_of(self, team_id: str | None, enterprise_id: str | None = None) -> str:
+        for token, workspace in self.installed.items():
+            if workspace.team_id == team_id and workspace.enterprise_id == enterprise_id:
+                return token
+        raise KeyError(team_id or enterprise_id)
+
+    def team_of_token(self, token: str | None) -> str | None:
+        """The workspace (or org) a call's token belongs to."""
+        workspace = self.installed.get(token or "")
+        if workspace is None:
+            return self.team_id if token == self.bot_token else None
+        return workspace.team_id or workspace.enterprise_id
+
+    async def _handle_authorize(self, request: web.Request) -> web.Response:
+        """The user consents on Slack's page: back to the app's redirect URL with a code."""
+        query = dict(request.query)
+        self.authorize_requests.append(query)
+        if query.get("client_id") != self.client_id:
+            return web.Response(status=400, text="invalid client_id")
+        redirect = query.get("redirect_uri") or self.redirect_uri
+        if self.next_installs:
+            workspace = self.next_installs.pop(0)
+        else:
+            n = next(self._installs)
+            workspace = Workspace(f"TNEW{n:04d}", name=f"Workspace {n}")
+        code = f"code-{uuid.uuid4().hex[:12]}"
+        self.codes[code] = workspace
+        state = query.get("state", "")
+        return web.Response(
+            status=302, headers={"Location": f"{redirect}?code={code}&state={state}"}
+        )
+
+    def _oauth_v2_access(self, args: dict[str, Any], basic: str | None) -> dict[str, Any]:
+        # slack_sdk sends the client's credentials as HTTP Basic auth (see _handle_api).
+        client_id = args.get("client_id")
+        client_secret = args.get("client_secret")
+        if basic is not None and basic.startswith("Basic "):
+            client_id, _, client_secret = (
+                base64.b64decode(basic.removeprefix("Basic ")).decode().partition(":")
+            )
+        if client_id != self.client_id or client_secret != self.client_secret:
+            return {"ok": False, "error": "invalid_client_id"}
+        if args.get("grant_type") == "refresh_token":
+            workspace = self._refresh.pop(str(args.get("refresh_token")), None)
+            if workspace is None:
+                return {"ok": False, "error": "invalid_refresh_token"}
+            self.installed.pop(workspace.token, None)  # the old token stops working
+        else:
+            workspace = self.codes.pop(str(args.get("code")), None)
+            if workspace is None:
+                return {"ok": False, "error": "invalid_code"}
+        workspace.token = (
+            f"xoxb-{workspace.team_id or workspace.enterprise_id}-{uuid.uuid4().hex[:8]}"
+        )
+        workspace.bot_id = f"B{(workspace.team_id or workspace.enterprise_id or '')[1:]}"
+        self.installed[workspace.token] = workspace
+        body: dict[str, Any] = {
+            "ok": True,
+            "access_token": workspace.token,
+            "token_type": "bot",
+            "scope": "app_mentions:read,chat:write,commands",
+            "bot_user_id": workspace.bot_user_id,
+            "app_id": "A1",
+            "team": None
+            if workspace.team_id is None
+            else {"id": workspace.team_id, "name": workspace.name},
+            "enterprise": None
+            if workspace.enterprise_id is None
+            else {"id": workspace.enterprise_id, "name": f"Org {workspace.enterprise_id}"},
+            "is_enterprise_install": workspace.org_wide,
+            "authed_user": {"id": "UADMIN"},
+        }
+        if self.token_rotation:
+            workspace.refresh_token = f"xoxe-1-{uuid.uuid4().hex[:12]}"
+            workspace.expires_at = time.time() + self.token_lifetime
+            self._refresh[workspace.refresh_token] = workspace
+            body["refresh_token"] = workspace.refresh_token
+            body["expires_in"] = self.token_lifetime
+        return body
+
+    def _auth_test_of(self, workspace: Workspace) -> dict[str, Any]:
+        return {
+            "url": "https://test.slack.com/",
+            "team": workspace.name,
+            "user": "bot",
+            "team_id": workspace.team_id,
+            "enterprise_id": workspace.enterprise_id,
+            "user_id": workspace.bot_user_id,
+            "bot_id": workspace.bot_id,
+            "is_enterprise_install": workspace.org_wide,
+        }
 
     # ---- Web API methods (return the body minus "ok"; raise SlackError for errors) -------
 
