@@ -1,4 +1,7 @@
-"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP; `--http` forces HTTP."""
+"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP; `--http` forces HTTP.
+
+`python -m bot check`: check the settings and reach Slack, Model Studio and the database once
+each, one line per check; exit status 1 if any failed."""
 
 from __future__ import annotations
 
@@ -12,13 +15,21 @@ from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging
-from bot.runtime import BotRuntime, StartupError
+from bot.runtime import BotRuntime, StartupError, check
 
 logger = logging.getLogger("bot")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["check"],
+        help="check: validate the settings and reach each service once, then exit",
+    )
     parser.add_argument(
         "--http",
         action="store_true",
@@ -75,6 +86,8 @@ async def _first(work: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "check":
+        return asyncio.run(check(force_http=args.http))
     try:
         settings = load_settings(force_http=args.http)
     except ConfigError as exc:
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(settings.secrets)
+    configure_logging(settings.secrets, settings.log_level, settings.log_format)
     try:
         return asyncio.run(run(settings))
     except StartupError as exc:

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import random
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
+from bot import metrics
 from bot.background import spawn
 from bot.conversation import (
     QUESTION,
@@ -27,6 +29,7 @@ from bot.conversation import (
 )
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
+from bot.logs import bind
 from bot.metering import MeteredCall, UsageMeter
 from bot.pacing import WorkspacePacer
 from bot.ports import Conversations, KeptQuestions, UsageLedger
@@ -94,6 +97,16 @@ class StopReason(StrEnum):
     ELSEWHERE = "elsewhere"  # stopped, or taken over, through another process
     TOO_LONG = "too_long"  # RUN_MAX_SECONDS passed
     SILENT = "silent"  # no frame for STREAM_IDLE_SECONDS
+
+
+# How each kind of stop counts in the metrics.
+_STOP_OUTCOMES: Final = {
+    StopReason.USER: "stopped",
+    StopReason.SHUTDOWN: "interrupted",
+    StopReason.ELSEWHERE: "handed_over",
+    StopReason.TOO_LONG: "failed",
+    StopReason.SILENT: "failed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,8 +624,10 @@ class ResearchService:
         self._stop_reasons.pop(key, None)
         self._started[key] = self._last_frame[key] = self._clock()
         task = asyncio.create_task(self._research(conversation), name=f"research {key}")
+        metrics.run_started()
         self._runs[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
+        task.add_done_callback(lambda _: metrics.run_left())
 
     def _forget(self, key: ConversationKey, task: asyncio.Task[None]) -> None:
         if self._runs.get(key) is task:
@@ -623,11 +638,22 @@ class ResearchService:
 
     async def _research(self, conversation: Conversation) -> None:
         """A run ends with a notice however it ends: never left researching by a crash."""
+        key = conversation.key
+        # This task's log lines name the run, so it can be followed through the log.
+        bind(
+            team=key.team_id,
+            conversation=key.label,
+            run_id=uuid.uuid4().hex[:12],
+            request_id=None,  # it may have been started while handling another thread's event
+        )
+        logger.info("research run started (model %s)", conversation.model)
         try:
             await self._run(conversation)
         except StaleConversation:
+            metrics.run_ended("handed_over", "changed_elsewhere")
             logger.info("research run %s was stopped or taken over elsewhere", conversation.key)
         except Exception:
+            metrics.run_ended("failed", "crash")
             logger.exception("research run %s crashed", conversation.key)
             await self._end_crashed(conversation.key)
 
@@ -661,6 +687,7 @@ class ResearchService:
         result = _CallResult()
         metered = await self._metered(conversation, "research")
         if metered is None:
+            metrics.run_ended("failed", "budget")
             await self._store.save(conversation.to(State.FAILED, owner=None))
             await sink.post_notice(await self._held(key.team_id), retry=True)
             return
@@ -699,6 +726,7 @@ class ResearchService:
         error = result.outcome
         if error is not None and error.code.startswith("Throttling") and not result.streamed:
             # Model Studio's account-wide rate limit, before any output: wait in the queue.
+            metrics.run_ended("requeued", error.code)
             throttled = self._throttled.get(key, 0) + 1
             self._throttled[key] = throttled
             wait = min(THROTTLE_MAX_WAIT, THROTTLE_WAIT * 2 ** (throttled - 1)) * _jitter()
@@ -713,6 +741,7 @@ class ResearchService:
             return
         self._throttled.pop(key, None)
         if error is not None or not result.text.strip():
+            metrics.run_ended("failed", error.code if error is not None else "empty_report")
             await self._store.save(conversation.to(State.FAILED, owner=None), usage)
             _log_model_error(key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
@@ -738,6 +767,8 @@ class ResearchService:
             ),
             usage,
         )
+        metrics.run_ended("finished", "report")
+        logger.info("research run finished in %.0f s", duration)
         delivered = await self._deliver(conversation)
         # The report is out first; the progress message flips to "complete" when the
         # workspace has room for one more edit, and never claims a report that is not there.
@@ -815,6 +846,7 @@ class ResearchService:
         reason: StopReason,
     ) -> None:
         """Record where a cut run stood: its usage always, its state as the reason says."""
+        metrics.run_ended(_STOP_OUTCOMES[reason], reason.value)
         usage = call.records()
         resume_later = reason is StopReason.SHUTDOWN and self._config.auto_resume
         try:
