@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot import metrics
 from tests.conftest import Harness, start_bot
 from tests.fakes.dashscope_server import (
     DEFAULT_REFERENCES,
@@ -26,6 +27,7 @@ from tests.fakes.slack_payloads import app_mention, message
 from tests.fakes.slack_server import FakeSlack
 from tests.postgres import admin_url, fresh_database
 from tests.test_e2e_research import REPORT_CHUNKS, start_conversation
+from tests.test_e2e_stop_access import press_stop, running_research
 
 Snapshot = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -323,3 +325,52 @@ async def test_queued_research_is_sampled_from_the_database(
         finally:
             gate.release()
             await runtime.stop()
+
+
+async def test_stopped_and_interrupted_runs_are_counted_by_reason(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    runtime = await start_bot(slack, dashscope, tmp_path, "http", AUTO_RESUME="false")
+    async with aiohttp.ClientSession() as session:
+        bot = Harness(runtime, slack, dashscope, "http", session)
+        stopped = False
+        try:
+            before = await scrape(bot)
+            # One run stopped by its starter…
+            thread, progress_ts, gate = await running_research(bot)
+            await press_stop(bot, thread, user="UUSER", message_ts=progress_ts)
+            await slack.wait_for_call(
+                "chat.postMessage", lambda c: "Research stopped" in c.args.get("text", "")
+            )
+            gate.release()
+            middle = await scrape(bot)
+            # …and one cut by a shutdown (no automatic resume here: it is interrupted).
+            thread, _, gate = await running_research(bot)
+            await runtime.stop()
+            stopped = True
+            gate.release()
+        finally:
+            if not stopped:
+                await runtime.stop()
+    after = await scrape_registry()
+
+    def moved(then: Snapshot, now: Snapshot, **labels: str) -> float:
+        name = "qwen_bot_research_runs_ended_total"
+        return total(now, name, **labels) - total(then, name, **labels)
+
+    assert moved(before, middle) == 1
+    assert moved(before, middle, outcome="stopped", reason="user") == 1
+    assert moved(middle, after) == 1
+    assert moved(middle, after, outcome="interrupted", reason="shutdown") == 1
+    assert value(after, "qwen_bot_research_runs_in_progress") == value(
+        before, "qwen_bot_research_runs_in_progress"
+    )
+
+
+async def scrape_registry() -> Snapshot:
+    """The metrics as /metrics renders them, once no listener is left to ask."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+    }
