@@ -82,6 +82,7 @@ class Settings:
     metrics_port: int | None = None
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line
+    otel_endpoint: str | None = None  # OTLP/HTTP collector; None: no tracing at all
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
@@ -331,4 +332,5 @@ def load_settings(
         metrics_port=metrics_port if metrics_port >= 0 else None,
         log_level=log_level,
         log_format=log_format,
+        otel_endpoint=get("OTEL_EXPORTER_OTLP_ENDPOINT"),
     )

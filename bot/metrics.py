@@ -13,7 +13,7 @@ distinct ones seen, later ones counted as `other`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,8 +32,11 @@ from prometheus_client import (
     process_collector,
 )
 
+from bot import tracing
 from bot.qwen.client import ModelCall, ModelClient
-from bot.qwen.events import Event, StreamError
+from bot.qwen.events import Event, PhaseStatus, StreamError
+
+logger = logging.getLogger(__name__)
 
 REGISTRY: Final = CollectorRegistry()
 process_collector.ProcessCollector(registry=REGISTRY)
@@ -217,19 +220,27 @@ def acked(transport: str, seconds: float) -> None:
 
 
 class MeteredModel:
-    """A ModelClient that counts the errors its calls end with."""
+    """A ModelClient that counts the errors its calls end with and, when tracing is on, makes
+    each call a span whose events are the phases the stream went through."""
 
     def __init__(self, inner: ModelClient) -> None:
         self._inner = inner
 
     async def stream(self, call: ModelCall) -> AsyncIterator[Event]:
+        span = tracing.Span("model.stream", {"model": call.model})
         events = self._inner.stream(call)
+        phase: PhaseStatus | None = None
         try:
             async for event in events:
                 if isinstance(event, StreamError):
                     model_error(call.model, event.code)
+                    span.error(event.code)
+                elif isinstance(event, PhaseStatus) and event != phase:
+                    phase = event  # every frame repeats its phase: only changes are events
+                    span.event(f"{event.phase} {event.status}")
                 yield event
         finally:
+            span.end()
             close = getattr(events, "aclose", None)
             if close is not None:
                 await close()
@@ -246,6 +257,8 @@ async def sample(queued: Callable[[], Awaitable[int]]) -> None:
         LOOP_LAG.observe(max(0.0, loop.time() - before - LOOP_SAMPLE_SECONDS))
         if loop.time() >= next_queue:
             next_queue = loop.time() + QUEUE_SAMPLE_SECONDS
-            with contextlib.suppress(Exception):  # a database hiccup leaves the last value
+            try:
                 async with asyncio.timeout(5):
                     RUNS_QUEUED.set(await queued())
+            except Exception:  # a database hiccup leaves the last value; /readyz says more
+                logger.debug("could not count the queued research", exc_info=True)

@@ -54,6 +54,7 @@ from bot.research_options import (
     supports_research_tools,
 )
 from bot.sink import MESSAGE, DeliveryFailed, SinkFactory, ThreadSink
+from bot.tracing import traced
 from bot.usage import Pricing
 
 logger = logging.getLogger(__name__)
@@ -507,6 +508,7 @@ class ResearchService:
 
     # --- steps -------------------------------------------------------------------------------
 
+    @traced("research.clarify")
     async def _clarify(self, conversation: Conversation, sink: ThreadSink, *, exists: bool) -> None:
         """Step 1: ask the model for its clarifying question and relay it."""
         await sink.set_status("is reading your request…")
@@ -636,6 +638,7 @@ class ResearchService:
             self._last_frame.pop(key, None)
             self._admit_later()
 
+    @traced("research.run")
     async def _research(self, conversation: Conversation) -> None:
         """A run ends with a notice however it ends: never left researching by a crash."""
         key = conversation.key
@@ -687,8 +690,8 @@ class ResearchService:
         result = _CallResult()
         metered = await self._metered(conversation, "research")
         if metered is None:
-            metrics.run_ended("failed", "budget")
             await self._store.save(conversation.to(State.FAILED, owner=None))
+            metrics.run_ended("failed", "budget")
             await sink.post_notice(await self._held(key.team_id), retry=True)
             return
         call = metered
@@ -726,7 +729,6 @@ class ResearchService:
         error = result.outcome
         if error is not None and error.code.startswith("Throttling") and not result.streamed:
             # Model Studio's account-wide rate limit, before any output: wait in the queue.
-            metrics.run_ended("requeued", error.code)
             throttled = self._throttled.get(key, 0) + 1
             self._throttled[key] = throttled
             wait = min(THROTTLE_MAX_WAIT, THROTTLE_WAIT * 2 ** (throttled - 1)) * _jitter()
@@ -734,6 +736,7 @@ class ResearchService:
                 conversation.to(State.QUEUED, owner=None, not_before=time.time() + wait),
                 usage,
             )
+            metrics.run_ended("requeued", error.code)
             # Any process's supervisor admits it once the wait is over; this one tries then.
             asyncio.get_running_loop().call_later(wait + 0.05, self._admit_later)
             await sink.post_notice(_THROTTLED.format(seconds=max(1, round(wait))))
@@ -741,8 +744,8 @@ class ResearchService:
             return
         self._throttled.pop(key, None)
         if error is not None or not result.text.strip():
-            metrics.run_ended("failed", error.code if error is not None else "empty_report")
             await self._store.save(conversation.to(State.FAILED, owner=None), usage)
+            metrics.run_ended("failed", error.code if error is not None else "empty_report")
             _log_model_error(key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
             self._finish_later(progress, Stage.FAILED)
@@ -785,6 +788,7 @@ class ResearchService:
         if conversation.state is State.DONE:
             await self._answer_waiting(conversation)
 
+    @traced("research.deliver")
     async def _deliver(self, conversation: Conversation, *, check: bool = False) -> bool:
         """Post what the conversation owes its thread, skipping what a first try already
         posted; True once Slack has taken all of it."""

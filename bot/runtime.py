@@ -18,7 +18,7 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import make_url
 
-from bot import context, metrics
+from bot import context, metrics, tracing
 from bot.answers import AnswerConfig, AnswerService
 from bot.background import spawn
 from bot.budget import BudgetGuard
@@ -85,6 +85,7 @@ class BotRuntime:
         self._slack_ok = False  # auth.test succeeded (at start, or retried after)
         self._draining = False
         self._background: set[asyncio.Task[None]] = set()
+        self._tracing = False  # this runtime started the process's tracing
         # Set when Slack refuses a token after the start (Socket Mode reconnecting with a
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
@@ -92,6 +93,10 @@ class BotRuntime:
 
     async def start(self) -> None:
         settings = self.settings
+        if settings.otel_endpoint and not tracing.enabled():
+            # Before any HTTP session exists: only sessions made afterwards are traced.
+            tracing.setup(settings.otel_endpoint)
+            self._tracing = True
         try:
             client = slack_client(settings)
             try:
@@ -279,6 +284,11 @@ class BotRuntime:
             self.ops_port,
         )
 
+    async def _stop_tracing(self) -> None:
+        if self._tracing:
+            self._tracing = False
+            await asyncio.to_thread(tracing.shutdown)  # sends the last batch: blocking
+
     async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
@@ -307,6 +317,7 @@ class BotRuntime:
             if self._ops_runner is not None:
                 await self._ops_runner.cleanup()
         await self._stack.aclose()
+        await self._stop_tracing()
 
     async def _serve_http(self, web_app: web.Application) -> None:
         self._runner = web.AppRunner(web_app, handle_signals=False)
@@ -343,6 +354,7 @@ class BotRuntime:
             if self._ops_runner is not None:
                 await self._ops_runner.cleanup()
             await self._stack.aclose()
+            await self._stop_tracing()
 
 
 async def check(*, force_http: bool = False, out: TextIO | None = None) -> int:

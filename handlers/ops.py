@@ -155,12 +155,18 @@ async def check_slack(client: AsyncWebClient) -> CheckResult:
         async with asyncio.timeout(CHECK_SECONDS):
             response = await client.auth_test()
     except SlackApiError as exc:
+        from handlers.app import REFUSED_TOKEN  # here: handlers.app imports this module
+
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if error not in REFUSED_TOKEN:
+            return CheckResult(
+                name, False, f"Slack answered auth.test with an error ({error or 'no answer'})"
+            )
         return CheckResult(
             name,
             False,
-            f"Slack refused SLACK_BOT_TOKEN ({error or exc.response.status_code}): copy the Bot "
-            "User OAuth Token (xoxb-...) from your app's OAuth & Permissions page",
+            f"Slack refused SLACK_BOT_TOKEN ({error}): copy the Bot User OAuth Token (xoxb-...) "
+            "from your app's OAuth & Permissions page",
         )
     except Exception as exc:
         return CheckResult(name, False, f"Slack did not answer auth.test ({_reason(exc)})")

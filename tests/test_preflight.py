@@ -199,3 +199,15 @@ def test_the_scopes_checked_are_the_manifests() -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert scopes == BOT_SCOPES
     assert set(MANIFEST_BOT_SCOPES) == scopes
+
+
+async def test_an_error_that_is_not_a_refused_token_is_not_called_one(
+    env: dict[str, str], slack: FakeSlack, dashscope: FakeDashScope
+) -> None:
+    slack.fail_next("auth.test", status=200, error="team_access_not_granted")
+    dashscope.enqueue(thinking_script([], ["OK"]))
+    status, lines = await run_check()
+    assert status == 1
+    found = line(lines, "Slack bot token")
+    assert found.startswith("FAIL") and "(team_access_not_granted)" in found
+    assert "refused" not in found
