@@ -1,4 +1,7 @@
 """`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP; `--http` forces HTTP.
+
+`python -m bot check`: check the settings and reach Slack, Model Studio and the database once
+each, one line per check; exit status 1 if any failed.
 `python -m bot workspaces [--json]`: the installations, their usage and whether each has its
 own Model Studio key."""
 
@@ -14,25 +17,28 @@ from typing import Any
 
 from bot.config import ConfigError, Settings, load_database_url, load_settings
 from bot.logs import configure_logging
-from bot.runtime import BotRuntime, StartupError, workspaces_report
+from bot.runtime import BotRuntime, StartupError, check, workspaces_report
 
 logger = logging.getLogger("bot")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["check", "workspaces"],
+        help="check: validate the settings and reach each service once, then exit\n"
+        "workspaces: list the installations with their usage this month and all time, "
+        "and whether each has its own Model Studio key (reads DATABASE_URL only)",
+    )
     parser.add_argument(
         "--http",
         action="store_true",
         help="serve Slack's HTTP requests on HOST:PORT at /slack/events, even if "
         "SLACK_APP_TOKEN is set",
-    )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        choices=["workspaces"],
-        help="workspaces: list the installations with their usage this month and all time, "
-        "and whether each has its own Model Studio key (reads DATABASE_URL only)",
     )
     parser.add_argument("--json", action="store_true", help="with workspaces: JSON for scripts")
     return parser.parse_args(argv)
@@ -87,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "workspaces":
         return workspaces(as_json=args.json)
+    if args.command == "check":
+        return asyncio.run(check(force_http=args.http))
     try:
         settings = load_settings(force_http=args.http)
     except ConfigError as exc:
@@ -97,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(settings.secrets)
+    configure_logging(settings.secrets, settings.log_level, settings.log_format)
     try:
         return asyncio.run(run(settings))
     except StartupError as exc:

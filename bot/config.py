@@ -19,6 +19,7 @@ from bot.usage import Pricing, PricingError, load_pricing
 DEFAULT_SLACK_API_URL: Final = "https://slack.com/api/"
 DEFAULT_DASHSCOPE_URL: Final = "https://dashscope.aliyuncs.com/api/v1"
 DEFAULT_DATABASE_URL: Final = "sqlite:///data/bot.sqlite3"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _SIGNING_SECRET_PATH: Final = "Basic Information > App Credentials > Signing Secret"
 # Where an operator gets each required value; shown verbatim when it is missing.
@@ -94,6 +95,13 @@ class Settings:
     @property
     def multi_workspace(self) -> bool:
         return self.slack_client_id is not None
+
+    # Operations: /healthz, /readyz and /metrics on this port in Socket Mode (HTTP mode serves
+    # them on PORT); log verbosity and format.
+    metrics_port: int | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line
+    otel_endpoint: str | None = None  # OTLP/HTTP collector; None: no tracing at all
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
@@ -313,6 +321,15 @@ def load_settings(
     idle = number("STREAM_IDLE_SECONDS", 10 * 60.0)
     user_cap = int(number("USER_MAX_RUNNING", 2, integer=True))
     workspace_cap = int(number("WORKSPACE_MAX_RUNNING", 10, integer=True))
+    metrics_port = int(number("METRICS_PORT", -1, integer=True))
+    log_level = (get("LOG_LEVEL") or "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        problems.append(
+            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {get('LOG_LEVEL')!r}"
+        )
+    log_format = (get("LOG_FORMAT") or "text").lower()
+    if log_format not in ("text", "json"):
+        problems.append(f"LOG_FORMAT must be text or json, got {get('LOG_FORMAT')!r}")
     if user_cap < 1 or workspace_cap < 1:
         problems.append("USER_MAX_RUNNING and WORKSPACE_MAX_RUNNING must be at least 1")
     auto_resume = (get("AUTO_RESUME") or "true").lower()
@@ -379,4 +396,8 @@ def load_settings(
         slack_client_secret=get("SLACK_CLIENT_SECRET"),
         require_workspace_key=require_key in _TRUE,
         data_retention_days=retention,
+        metrics_port=metrics_port if metrics_port >= 0 else None,
+        log_level=log_level,
+        log_format=log_format,
+        otel_endpoint=get("OTEL_EXPORTER_OTLP_ENDPOINT"),
     )

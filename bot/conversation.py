@@ -69,6 +69,11 @@ class ConversationKey:
     channel_id: str
     thread_ts: str
 
+    @property
+    def label(self) -> str:
+        """How log lines name the conversation: team/channel/thread."""
+        return f"{self.team_id}/{self.channel_id}/{self.thread_ts}"
+
 
 QUESTION: Final = "question"
 REPORT: Final = "report"

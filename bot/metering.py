@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
+from bot import metrics
 from bot.background import spawn
 from bot.budget import ESTIMATED_TOKENS, BudgetGuard
 from bot.ports import InflightUsage
@@ -135,7 +136,16 @@ class UsageMeter:
             await self._inflight.flush(self._owner, [call.record])
 
     def closed(self, call: MeteredCall) -> None:
-        self._open.pop(call.call_id, None)
+        if self._open.pop(call.call_id, None) is not None:
+            record = call.record
+            metrics.model_call(
+                record.model,
+                record.kind,
+                record.input_tokens,
+                record.output_tokens,
+                record.reasoning_tokens,
+                record.cost_usd,
+            )
         self._changed.discard(call.call_id)
         if call.usage is None and self._inflight is not None:
             # Ended before any figures (refused, throttled, failed before output): nothing was

@@ -30,6 +30,8 @@ class Conversations(Protocol):
 
     async def in_state(self, state: State) -> list[Conversation]: ...
 
+    async def count_in_state(self, state: State) -> int: ...
+
     async def admit(
         self, owner: str, *, user_cap: int, workspace_cap: int, now: float
     ) -> list[Conversation]:

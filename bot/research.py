@@ -8,6 +8,7 @@ import hashlib
 import logging
 import random
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
 
+from bot import metrics
 from bot.background import spawn
 from bot.context import prompt_tokens
 from bot.conversation import (
@@ -28,6 +30,7 @@ from bot.conversation import (
 )
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
+from bot.logs import bind
 from bot.metering import MeteredCall, UsageMeter
 from bot.pacing import WorkspacePacer
 from bot.ports import Conversations, KeptQuestions, UsageLedger
@@ -52,6 +55,7 @@ from bot.research_options import (
     supports_research_tools,
 )
 from bot.sink import MESSAGE, DeliveryFailed, SinkFactory, ThreadSink
+from bot.tracing import traced
 from bot.usage import Pricing
 from bot.workspaces import KeyedCall, same_call
 
@@ -96,6 +100,16 @@ class StopReason(StrEnum):
     ELSEWHERE = "elsewhere"  # stopped, or taken over, through another process
     TOO_LONG = "too_long"  # RUN_MAX_SECONDS passed
     SILENT = "silent"  # no frame for STREAM_IDLE_SECONDS
+
+
+# How each kind of stop counts in the metrics.
+_STOP_OUTCOMES: Final = {
+    StopReason.USER: "stopped",
+    StopReason.SHUTDOWN: "interrupted",
+    StopReason.ELSEWHERE: "handed_over",
+    StopReason.TOO_LONG: "failed",
+    StopReason.SILENT: "failed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,6 +534,7 @@ class ResearchService:
 
     # --- steps -------------------------------------------------------------------------------
 
+    @traced("research.clarify")
     async def _clarify(self, conversation: Conversation, sink: ThreadSink, *, exists: bool) -> None:
         """Step 1: ask the model for its clarifying question and relay it."""
         await sink.set_status("is reading your request…")
@@ -639,8 +654,10 @@ class ResearchService:
         self._stop_reasons.pop(key, None)
         self._started[key] = self._last_frame[key] = self._clock()
         task = asyncio.create_task(self._research(conversation), name=f"research {key}")
+        metrics.run_started()
         self._runs[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
+        task.add_done_callback(lambda _: metrics.run_left())
 
     def _forget(self, key: ConversationKey, task: asyncio.Task[None]) -> None:
         if self._runs.get(key) is task:
@@ -649,13 +666,25 @@ class ResearchService:
             self._last_frame.pop(key, None)
             self._admit_later()
 
+    @traced("research.run")
     async def _research(self, conversation: Conversation) -> None:
         """A run ends with a notice however it ends: never left researching by a crash."""
+        key = conversation.key
+        # This task's log lines name the run, so it can be followed through the log.
+        bind(
+            team=key.team_id,
+            conversation=key.label,
+            run_id=uuid.uuid4().hex[:12],
+            request_id=None,  # it may have been started while handling another thread's event
+        )
+        logger.info("research run started (model %s)", conversation.model)
         try:
             await self._run(conversation)
         except StaleConversation:
+            metrics.run_ended("handed_over", "changed_elsewhere")
             logger.info("research run %s was stopped or taken over elsewhere", conversation.key)
         except Exception:
+            metrics.run_ended("failed", "crash")
             logger.exception("research run %s crashed", conversation.key)
             await self._end_crashed(conversation.key)
 
@@ -690,6 +719,7 @@ class ResearchService:
         metered = await self._metered(conversation, "research")
         if metered is None:
             await self._store.save(conversation.to(State.FAILED, owner=None))
+            metrics.run_ended("failed", "budget")
             await sink.post_notice(await self._held(key.team_id), retry=True)
             return
         call = metered
@@ -735,6 +765,7 @@ class ResearchService:
                 conversation.to(State.QUEUED, owner=None, not_before=time.time() + wait),
                 usage,
             )
+            metrics.run_ended("requeued", error.code)
             # Any process's supervisor admits it once the wait is over; this one tries then.
             asyncio.get_running_loop().call_later(wait + 0.05, self._admit_later)
             await sink.post_notice(_THROTTLED.format(seconds=max(1, round(wait))))
@@ -743,6 +774,7 @@ class ResearchService:
         self._throttled.pop(key, None)
         if error is not None or not result.text.strip():
             await self._store.save(conversation.to(State.FAILED, owner=None), usage)
+            metrics.run_ended("failed", error.code if error is not None else "empty_report")
             _log_model_error(key, error or STREAM_CUT)
             await sink.post_notice(user_sentence(error or STREAM_CUT), retry=True)
             self._finish_later(progress, Stage.FAILED)
@@ -767,6 +799,8 @@ class ResearchService:
             ),
             usage,
         )
+        metrics.run_ended("finished", "report")
+        logger.info("research run finished in %.0f s", duration)
         delivered = await self._deliver(conversation)
         # The report is out first; the progress message flips to "complete" when the
         # workspace has room for one more edit, and never claims a report that is not there.
@@ -783,6 +817,7 @@ class ResearchService:
         if conversation.state is State.DONE:
             await self._answer_waiting(conversation)
 
+    @traced("research.deliver")
     async def _deliver(self, conversation: Conversation, *, check: bool = False) -> bool:
         """Post what the conversation owes its thread, skipping what a first try already
         posted; True once Slack has taken all of it."""
@@ -849,6 +884,7 @@ class ResearchService:
         reason: StopReason,
     ) -> None:
         """Record where a cut run stood: its usage always, its state as the reason says."""
+        metrics.run_ended(_STOP_OUTCOMES[reason], reason.value)
         usage = call.records()
         resume_later = reason is StopReason.SHUTDOWN and self._config.auto_resume
         try:

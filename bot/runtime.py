@@ -7,10 +7,12 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from typing import Final
+from pathlib import Path
+from typing import Final, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -18,14 +20,18 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.engine import make_url
 
-from bot import context, operator_view
+from bot import context, metrics, operator_view, tracing
 from bot.answers import AnswerConfig, AnswerService
+from bot.background import spawn
 from bot.budget import BudgetGuard
-from bot.config import Settings
+from bot.config import ConfigError, Settings, load_settings
+from bot.conversation import State
 from bot.metering import UsageMeter
 from bot.operator_view import workspace_lines
 from bot.pacing import SharedPacer, WorkspacePacer
+from bot.preflight import Check, CheckResult, check_model_key, run_checks, schema_line
 from bot.qwen.client import QwenClient, RetryPolicy
 from bot.qwen.keys import check_key
 from bot.research import ResearchConfig, ResearchService
@@ -37,6 +43,7 @@ from bot.workspace_settings import WorkspaceSettingsService
 from bot.workspaces import Lifecycle, ModelKeys
 from handlers.answer_sinks import thread_answer_sinks
 from handlers.app import (
+    AUTH_ATTEMPT_SECONDS,
     SlackRefused,
     SocketModeTransport,
     build_app,
@@ -48,9 +55,10 @@ from handlers.events import replayer
 from handlers.files import SlackFiles
 from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
 from handlers.installations import register as register_installations
+from handlers.ops import add_ops_routes, check_app_token, check_slack, ops_app
 from handlers.slack_sink import slack_sinks
 from storage import Storage
-from storage.database import StorageError
+from storage.database import Database, StorageError
 from storage.installations import installation_store, oauth_state_store
 
 logger = logging.getLogger(__name__)
@@ -58,6 +66,8 @@ logger = logging.getLogger(__name__)
 EVENTS_PATH: Final = "/slack/events"
 SHUTDOWN_GRACE_SECONDS: Final = 20.0
 MODEL_CONNECTIONS: Final = 1000
+READY_DATABASE_SECONDS: Final = 2.0
+SLACK_RECHECK_SECONDS: Final = 30.0
 
 
 PURGE_EVERY_SECONDS: Final = 3600.0
@@ -113,6 +123,13 @@ class BotRuntime:
         # Multi-workspace mode: installs and uninstalls, and slack_sdk's installation store.
         self.lifecycle: Lifecycle | None = None
         self.installations: AsyncInstallationStore | None = None
+        self.ops_port: int | None = None  # METRICS_PORT's listener in Socket Mode, once up
+        self._ops_runner: web.AppRunner | None = None
+        self._database: Database | None = None
+        self._slack_ok = False  # auth.test succeeded (at start, or retried after)
+        self._draining = False
+        self._background: set[asyncio.Task[None]] = set()
+        self._tracing = False  # this runtime started the process's tracing
         # Set when Slack refuses a token after the start (Socket Mode reconnecting with a
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
@@ -120,6 +137,10 @@ class BotRuntime:
 
     async def start(self) -> None:
         settings = self.settings
+        if settings.otel_endpoint and not tracing.enabled():
+            # Before any HTTP session exists: only sessions made afterwards are traced.
+            tracing.setup(settings.otel_endpoint)
+            self._tracing = True
         try:
             client = slack_client(settings)
             try:
@@ -128,27 +149,33 @@ class BotRuntime:
             except SlackRefused as exc:
                 raise StartupError(str(exc)) from None
             if identity is not None:
+                self._slack_ok = True
                 logger.info(
                     "Slack accepted SLACK_BOT_TOKEN: bot user %s in workspace %s",
                     identity.get("user_id"),
                     identity.get("team_id"),
                 )
+            else:
+                spawn(self._background, self._confirm_slack(client), "auth.test after start")
             try:
                 storage = await Storage.open(settings.database_url)
             except StorageError as exc:
                 raise StartupError(f"{exc}\nCheck DATABASE_URL (see README.md, Storage).") from exc
             self._stack.push_async_callback(storage.close)
+            self._database = storage.database
             # aiohttp's default pool of 100 connections would hold the 101st research stream
             # (each lasts minutes) until another ends.
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MODEL_CONNECTIONS, limit_per_host=0)
             )
             self._stack.push_async_callback(session.close)
-            model = QwenClient(
-                api_key=settings.dashscope_api_key,
-                base_url=settings.dashscope_base_url,
-                session=session,
-                retry=self._model_retry,
+            model = metrics.MeteredModel(
+                QwenClient(
+                    api_key=settings.dashscope_api_key,
+                    base_url=settings.dashscope_base_url,
+                    session=session,
+                    retry=self._model_retry,
+                )
             )
             box = SecretBox(settings.secret_key) if settings.secret_key else None
             keys = ModelKeys(
@@ -279,10 +306,15 @@ class BotRuntime:
             # Takes over what a stopped or dead process left: events, runs, usage.
             await self._supervisor.start()
             await research.answer_kept()
+            spawn(
+                self._background,
+                metrics.sample(lambda: storage.conversations.count_in_state(State.QUEUED)),
+                "metrics sampling",
+            )
             if settings.http_mode:
-                await self._serve_http(
-                    http_app(app, settings.slack_signing_secret or "", EVENTS_PATH)
-                )
+                web_app = http_app(app, settings.slack_signing_secret or "", EVENTS_PATH)
+                add_ops_routes(web_app, self.not_ready)
+                await self._serve_http(web_app)
                 if settings.multi_workspace:
                     logger.info(
                         "many workspaces: they install the bot from http://%s:%s%s (behind "
@@ -292,6 +324,8 @@ class BotRuntime:
                         INSTALL_PATH,
                     )
             else:
+                if settings.metrics_port is not None:
+                    await self._serve_ops(settings.metrics_port)
                 # Retries with backoff while Slack is unreachable; a refused app token ends it.
                 self._socket = SocketModeTransport(
                     app, settings.slack_app_token or "", on_refused=self._slack_refused
@@ -306,6 +340,58 @@ class BotRuntime:
             await self._abandon_start()
             raise
 
+    async def not_ready(self) -> dict[str, str]:
+        """What keeps this process from taking Slack's traffic (for GET /readyz)."""
+        reasons: dict[str, str] = {}
+        if self._draining:
+            reasons["draining"] = "stopping: running research is finishing or being handed over"
+        if not self._slack_ok:
+            reasons["slack"] = "auth.test with SLACK_BOT_TOKEN has not succeeded yet"
+        if self._database is None:
+            reasons["database"] = "not open yet"
+        else:
+            try:
+                async with asyncio.timeout(READY_DATABASE_SECONDS):
+                    await self._database.ping()
+            except Exception as exc:
+                logger.warning("readiness: the database did not answer (%s)", type(exc).__name__)
+                reasons["database"] = "does not answer"
+        return reasons
+
+    async def _confirm_slack(self, client: AsyncWebClient) -> None:
+        """Slack did not answer auth.test at start: keep asking, so readiness follows."""
+        while not self._slack_ok:
+            await asyncio.sleep(SLACK_RECHECK_SECONDS)
+            try:
+                identity = await check_bot_token(client, patience=AUTH_ATTEMPT_SECONDS)
+            except SlackRefused as exc:
+                self._slack_refused(str(exc))
+                return
+            self._slack_ok = identity is not None
+
+    async def _serve_ops(self, port: int) -> None:
+        self._ops_runner = web.AppRunner(ops_app(self.not_ready), handle_signals=False)
+        await self._ops_runner.setup()
+        site = web.TCPSite(self._ops_runner, self.settings.host, port)
+        await site.start()
+        self.ops_port = self._ops_runner.addresses[0][1]
+        logger.info(
+            "health and metrics on http://%s:%s/healthz, /readyz, /metrics",
+            self.settings.host,
+            self.ops_port,
+        )
+
+    async def _stop_tracing(self) -> None:
+        if self._tracing:
+            self._tracing = False
+            await asyncio.to_thread(tracing.shutdown)  # sends the last batch: blocking
+
+    async def _stop_background(self) -> None:
+        for task in self._background:
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+
     def _slack_refused(self, sentence: str) -> None:
         self.failure = sentence
         self.failed.set()
@@ -318,6 +404,7 @@ class BotRuntime:
 
     async def _abandon_start(self) -> None:
         await self._stop_purging()
+        await self._stop_background()
         with contextlib.suppress(Exception):
             if self.services is not None:
                 await self.services.research.shutdown(drain=0, timeout=5)
@@ -330,7 +417,11 @@ class BotRuntime:
         with contextlib.suppress(Exception):
             if self._runner is not None:
                 await self._runner.cleanup()
+        with contextlib.suppress(Exception):
+            if self._ops_runner is not None:
+                await self._ops_runner.cleanup()
         await self._stack.aclose()
+        await self._stop_tracing()
 
     async def _serve_http(self, web_app: web.Application) -> None:
         self._runner = web.AppRunner(web_app, handle_signals=False)
@@ -348,6 +439,7 @@ class BotRuntime:
         """Stop taking work, let running research go on for DRAIN_SECONDS, record where the
         rest stood, hand this process's work over, close everything."""
         await self._stop_purging()
+        self._draining = True  # /readyz answers 503 from now on
         try:
             if self._supervisor is not None:
                 self._supervisor.draining = True
@@ -361,6 +453,78 @@ class BotRuntime:
             if self._socket is not None:
                 with contextlib.suppress(Exception):
                     await self._socket.close_async()
+            await self._stop_background()
             if self._runner is not None:
                 await self._runner.cleanup()
+            if self._ops_runner is not None:
+                await self._ops_runner.cleanup()
             await self._stack.aclose()
+            await self._stop_tracing()
+
+
+async def _installs_bring_tokens() -> CheckResult:
+    return CheckResult(
+        "Slack",
+        True,
+        "many workspaces (SLACK_CLIENT_ID): each installation brings its own bot token; "
+        f"workspaces install from {INSTALL_PATH}",
+    )
+
+
+async def check(*, force_http: bool = False, out: TextIO | None = None) -> int:
+    """`python -m bot check`: the settings, then Slack, Model Studio and the database, each
+    reached once, one line each; 1 if any failed (the later checks still run), else 0."""
+    out = out or sys.stdout
+    try:
+        settings = load_settings(force_http=force_http)
+    except ConfigError as exc:
+        print(CheckResult("settings", False, str(exc)).line(), file=out)
+        return 1
+    mode = "HTTP" if settings.http_mode else "Socket Mode"
+    print(CheckResult("settings", True, f"complete ({mode})").line(), file=out)
+    # Only the checks' own lines: a library's warning would read like a verdict.
+    logging.getLogger().setLevel(logging.CRITICAL)
+    client = slack_client(settings)
+    async with aiohttp.ClientSession() as session:
+        model = QwenClient(
+            api_key=settings.dashscope_api_key,
+            base_url=settings.dashscope_base_url,
+            session=session,
+            retry=RetryPolicy(attempts=1),
+        )
+        checks: list[tuple[str, Check]] = []
+        if settings.multi_workspace:
+            # No token of its own: each workspace's is checked by Slack when it installs.
+            checks.append(("Slack", _installs_bring_tokens))
+        else:
+            checks.append(("Slack bot token", lambda: check_slack(client)))
+        if settings.slack_app_token and not settings.http_mode:
+            token = settings.slack_app_token
+            checks.append(("Slack app token", lambda: check_app_token(client, token)))
+        if settings.dashscope_api_key or not settings.multi_workspace:
+            checks.append(
+                ("DashScope API key", lambda: check_model_key(model, settings.thinking_model))
+            )
+        checks.append(("database", lambda: _check_database(settings.database_url)))
+        passed = await run_checks(checks, out)
+    return 0 if passed else 1
+
+
+async def _check_database(url: str) -> CheckResult:
+    name = "database"
+    parsed = make_url(url)
+    where = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database)
+        if not await asyncio.to_thread(path.exists):
+            return CheckResult(name, True, f"{path} does not exist yet; the first start makes it")
+    database = await Database.open(url, migrate=False)  # connects only when asked to
+    try:
+        status = await database.schema()
+    except Exception as exc:
+        reason = getattr(exc, "orig", None) or exc
+        return CheckResult(name, False, f"cannot open {where}: {reason}; check DATABASE_URL")
+    finally:
+        await database.close(grace=0)
+    ok, detail = schema_line(status.current, status.head, status.pending, unknown=status.unknown)
+    return CheckResult(name, ok, f"{where} {detail}")

@@ -41,10 +41,13 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.config import Settings
+from bot.logs import bind
 from bot.services import Services
 from handlers import register_all
 from handlers.events import HUMAN_SUBTYPES
+from handlers.ops import CountSlackCalls, new_request_id, observed
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         token=settings.slack_bot_token or None,
         base_url=settings.slack_api_url,
         retry_handlers=[
+            CountSlackCalls(),  # first: it sees every attempt and never retries
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),  # honours Retry-After
             AsyncServerErrorRetryHandler(max_retry_count=2),
@@ -241,7 +245,7 @@ def http_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application:
         return await to_aiohttp_response(response)
 
     web_app = web.Application()
-    web_app.router.add_post(path, handle)
+    web_app.router.add_post(path, observed("http", handle))
     flow = app.oauth_flow
     if flow is not None:
         # "Add to Slack" (the install page, which sets the state cookie) and Slack's redirect
@@ -489,6 +493,7 @@ class SocketModeTransport(AsyncSocketModeHandler):
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         started = time.time()
+        bind(request_id=new_request_id())  # each envelope runs in a task of its own
         try:
             response = await run_async_bolt_app(self.app, req)
         except Exception as exc:
@@ -500,3 +505,4 @@ class SocketModeTransport(AsyncSocketModeHandler):
             await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
             return
         await send_async_response(client, req, response, started)
+        metrics.acked("socket", time.time() - started)

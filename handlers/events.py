@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
 from bot.images import Image, accept_images
+from bot.logs import log_context
 from bot.ports import OrphanEvent
 from bot.research import Deferred
 from bot.research_options import OptionError, parse_research_options
@@ -172,15 +173,17 @@ def register(app: AsyncApp, services: Services) -> None:
 
 @contextlib.asynccontextmanager
 async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterator[None]:
-    """A failure the domain did not handle still gets a sentence in the thread."""
-    try:
-        yield
-    except Deferred:
-        raise
-    except Exception:
-        logger.exception("handling a message in %s failed", key)
-        with contextlib.suppress(Exception):
-            await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
+    """A failure the domain did not handle still gets a sentence in the thread. Log lines
+    written meanwhile name the conversation."""
+    with log_context(team=key.team_id, conversation=key.label):
+        try:
+            yield
+        except Deferred:
+            raise
+        except Exception:
+            logger.exception("handling a message in %s failed", key)
+            with contextlib.suppress(Exception):
+                await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
 
 
 def replayer(app: AsyncApp) -> Callable[[OrphanEvent], Awaitable[None]]:

@@ -69,6 +69,11 @@ class SqlConversations:
             rows = (await conn.execute(select(table).where(table.c.state == state.value))).all()
         return [_conversation(r._mapping) for r in rows]
 
+    async def count_in_state(self, state: State) -> int:
+        async with self._db.read() as conn:
+            query = select(func.count()).select_from(table).where(table.c.state == state.value)
+            return int((await conn.execute(query)).scalar_one())
+
     async def take_orphan_deliveries(self, owner: str, live: Sequence[str]) -> list[Conversation]:
         owed_states = (State.AWAITING_CLARIFICATION.value, State.DONE.value)
         orphaned = (table.c.owner.is_(None)) | (table.c.owner.not_in(list(live)))

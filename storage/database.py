@@ -13,11 +13,13 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
@@ -34,6 +36,14 @@ _SETTLE_SECONDS: Final = 0.05
 
 class StorageError(Exception):
     """The database cannot be opened; the message says which and why, for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    current: str | None  # None: never migrated (a new or a pre-migrations database)
+    head: str  # this release's latest revision
+    pending: tuple[str, ...]  # revisions the next start applies, oldest first
+    unknown: bool = False  # `current` is not one of this release's (a newer release wrote it)
 
 
 class Database:
@@ -144,6 +154,25 @@ class Database:
         if before != after:
             logger.info("database schema upgraded from %s to %s", before or "nothing", after)
 
+    async def ping(self) -> None:
+        """One trivial query: raises if the database does not answer."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def schema(self) -> SchemaStatus:
+        """Where the schema stands against this release's migrations."""
+        current = await self.revision()
+        script = ScriptDirectory.from_config(_config(None))
+        # Oldest first: base ... head.
+        order = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+        if current is None:
+            pending = tuple(order)
+        elif current in order:
+            pending = tuple(order[order.index(current) + 1 :])
+        else:
+            return SchemaStatus(current, order[-1], (), unknown=True)
+        return SchemaStatus(current, order[-1], pending)
+
     async def revision(self) -> str | None:
         """The schema's migration revision, or None for a database never migrated."""
         async with self.read() as conn:
@@ -214,7 +243,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _config(connection: Connection) -> Config:
+def _config(connection: Connection | None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection

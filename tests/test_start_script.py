@@ -53,6 +53,12 @@ exit 1
 """
 
 
+# Exactly the pinned versions, each checked against its hashes.
+INSTALL = (
+    "venv-python -m pip install --disable-pip-version-check --require-hashes -r requirements.lock"
+)
+
+
 @dataclass
 class Run:
     code: int
@@ -64,9 +70,11 @@ class Run:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """The repository's layout: the real script and bot package, a pyproject.toml, no .env."""
+    """The repository's layout: the real scripts and bot package, the lock file, no .env."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy2(ROOT / "scripts" / "start", tmp_path / "scripts" / "start")
+    for script in ("start", "install-locked"):
+        shutil.copy2(ROOT / "scripts" / script, tmp_path / "scripts" / script)
+    shutil.copy2(ROOT / "requirements.lock", tmp_path / "requirements.lock")
     (tmp_path / "bot").symlink_to(ROOT / "bot", target_is_directory=True)
     shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     tools = tmp_path / "tools"
@@ -131,13 +139,25 @@ def test_settings_in_dot_env_are_enough_and_the_bot_starts(repo: Path) -> None:
     assert run.code == 0, run.err
     assert "bot running" in run.out
     assert "python -m venv .venv" in run.calls
-    assert "venv-python -m pip install --disable-pip-version-check -e ." in run.calls
+    assert INSTALL in run.calls
     assert run.calls[-1] == "venv-python -m bot"
 
     again = start(repo, "--http", SLACK_SIGNING_SECRET="s3cret")
     assert again.code == 0, again.err
     assert not any("pip" in c or "-m venv" in c for c in again.calls)  # nothing to install
     assert again.calls[-1] == "venv-python -m bot --http"
+
+
+def test_a_changed_lock_file_is_installed_at_the_next_start_and_only_then(repo: Path) -> None:
+    (repo / ".env").write_text("".join(f"{k}={v}\n" for k, v in SETTINGS.items()))
+    assert INSTALL in start(repo).calls
+    assert not any("pip" in c for c in start(repo).calls)
+    with (repo / "requirements.lock").open("a") as lock:
+        lock.write("# refreshed by scripts/lock\n")
+    changed = start(repo, "check")
+    assert INSTALL in changed.calls
+    assert changed.calls[-1] == "venv-python -m bot check"
+    assert not any("pip" in c for c in start(repo).calls)
 
 
 def test_http_mode_asks_for_the_signing_secret_first_thing(repo: Path) -> None:
@@ -151,7 +171,7 @@ def test_a_venv_made_by_an_old_python_is_rebuilt(repo: Path) -> None:
     venv_python = repo / ".venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     shutil.copy2(repo / "tools" / "old-python", venv_python)
-    (repo / ".venv" / ".installed-from").write_text("stale")
+    (repo / ".venv" / ".installed-requirements.lock").write_text("stale")
     run = start(repo, **SETTINGS)
     assert run.code == 0, run.err
     assert "Rebuilding .venv: it was made with Python 3.8.10." in run.err

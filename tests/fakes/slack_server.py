@@ -34,6 +34,18 @@ _JSON_ARGS = frozenset(
     {"blocks", "attachments", "view", "files", "metadata", "loading_messages", "chunks"}
 )
 MAX_TEXT = 40_000
+MANIFEST_BOT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "commands",
+    "files:read",
+    "files:write",
+    "users:read",
+)
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3_000
 MAX_MARKDOWN_TOTAL = 12_000
@@ -296,6 +308,9 @@ class FakeSlack:
         self.team_id = team_id
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
+        # What Slack lists in the X-OAuth-Scopes header of every answer to the bot token:
+        # the scopes the installed app was granted (manifest.yml's, unless a test says less).
+        self.scopes: list[str] = list(MANIFEST_BOT_SCOPES)
 
         self.calls: list[Call] = []
         self.uploads: dict[str, UploadedFile] = {}
@@ -582,6 +597,8 @@ class FakeSlack:
         else:
             body = self._dispatch(method, args, token)
 
+        if token == self.bot_token:
+            headers["X-OAuth-Scopes"] = ",".join(self.scopes)
         self.calls.append(Call(method, args, token, None if body["ok"] else body["error"]))
         async with self._calls_changed:
             self._calls_changed.notify_all()
