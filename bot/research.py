@@ -10,7 +10,7 @@ import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
@@ -110,27 +110,35 @@ class ResearchConfig:
 
 @dataclass(slots=True)
 class _CallResult:
-    text: str = ""
     references: tuple[Reference, ...] = ()
     usage: Usage | None = None
     error: StreamError | None = None
     finished: bool = False
     streamed: bool = False  # anything came before an error (so it is not a mere refusal)
+    # The answer's pieces, joined once when read: a report is thousands of pieces.
+    parts: list[str] = field(default_factory=list)
 
     def apply(self, event: object) -> None:
-        if not isinstance(event, StreamError):
-            self.streamed = True
-        match event:
-            case TextDelta(phase=phase, text=text) if phase == ANSWER:
-                self.text += text
-            case References(items=items):
-                self.references = items  # the last non-empty list wins
-            case Usage():
-                self.usage = event
-            case StreamError():
-                self.error = event
-            case Finished():
-                self.finished = True
+        # Called for every event of a stream: exact type checks, the most frequent first.
+        if type(event) is StreamError:
+            self.error = event
+            return
+        self.streamed = True
+        if type(event) is TextDelta:
+            if event.phase == ANSWER:
+                self.parts.append(event.text)
+        elif type(event) is Usage:
+            self.usage = event
+        elif type(event) is References:
+            self.references = event.items  # the last non-empty list wins
+        elif type(event) is Finished:
+            self.finished = True
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
 
     @property
     def outcome(self) -> StreamError | None:
