@@ -664,7 +664,7 @@ class ResearchService:
             self._config.progress_interval,
             self._clock,
             started,
-            pace=lambda wait: self._pacer.acquire(key.team_id, max_wait=wait),
+            pace=lambda wait, idle: self._pacer.acquire(key.team_id, max_wait=wait, idle=idle),
         )
         result = _CallResult()
         metered = await self._metered(conversation, "research")
