@@ -8,17 +8,16 @@ edit while others showed nothing until their end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 DEFAULT_EDITS_PER_MINUTE: Final = 45.0  # a margin under Tier 3's 50
 DEFAULT_BURST: Final = 5.0
-# How often a run waiting behind others looks whether its turn has come.
-_QUEUE_POLL_SECONDS: Final = 0.1
 
 
 class PacingBuckets(Protocol):
@@ -34,6 +33,9 @@ class PacingBuckets(Protocol):
 class _Waiter:
     last_edit: float  # in the pacer's clock: the smallest is served first
     seq: int
+    # Set when the waiter ahead of it leaves: only the head of the line looks at the bucket,
+    # the others sleep until then (hundreds of runs in a workspace must not poll).
+    ahead_left: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
 
 
 class WorkspacePacer:
@@ -78,13 +80,20 @@ class WorkspacePacer:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return False
-                pause = self._room_in() if queue[0] is me else _QUEUE_POLL_SECONDS
-                await asyncio.sleep(max(0.0, min(remaining, pause)))
+                if queue[0] is me:
+                    await asyncio.sleep(max(0.0, min(remaining, self._room_in())))
+                else:
+                    me.ahead_left.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(me.ahead_left.wait(), remaining)
         finally:
+            was_head = queue[0] is me
             queue.remove(me)
             heapq.heapify(queue)
             if not queue:
                 self._queues.pop(team_id, None)
+            elif was_head:
+                queue[0].ahead_left.set()
 
     async def _take(self, team_id: str) -> bool:
         return self.try_acquire(team_id)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
+import sys
 import uuid
 from contextlib import AsyncExitStack
 from typing import Final
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 EVENTS_PATH: Final = "/slack/events"
 SHUTDOWN_GRACE_SECONDS: Final = 20.0
 MODEL_CONNECTIONS: Final = 1000
+GIL_SWITCH_SECONDS: Final = 0.001
 
 
 class StartupError(Exception):
@@ -202,6 +205,14 @@ class BotRuntime:
                 if self.failure is not None:
                     raise StartupError(self.failure)
                 logger.info("connected to Slack in Socket Mode")
+            # What start built lives as long as the process: taken out of the garbage
+            # collector's way, a full collection (a pause of the event loop) walks only what
+            # came since, not every module, table and client again (issue 13).
+            gc.freeze()
+            # The database's thread (aiosqlite) needs the GIL for each of the ~7 steps of a
+            # write while the loop thread is busy reading streams; Python's default 5 ms
+            # hand-over made the write an ack waits for last 50+ ms (bench/ack_latency.py).
+            sys.setswitchinterval(GIL_SWITCH_SECONDS)
         except BaseException:
             # A failed start, or one cut short (SIGTERM while Slack is unreachable): undo
             # what it began, within seconds.

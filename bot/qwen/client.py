@@ -290,7 +290,8 @@ class _Frames:
         self._turns = turns
         self._split = SseSplitter()
         self._decode = FrameDecoder()
-        self._lines: list[tuple[bytes, int]] = []
+        self._lines: list[bytes] = []
+        self._errors: dict[int, int] = {}  # positions in _lines of error events: status
         self._at = 0
         self._ended = False
 
@@ -319,7 +320,8 @@ class _Frames:
                     return events or [STILL_ALIVE]
                 await turns.wait()
                 continue
-            data, error_status = self._lines[self._at]
+            data = self._lines[self._at]
+            error_status = self._errors.get(self._at, 0) if self._errors else 0
             self._at += 1
             read += 1
             frame = self._decode(data, error_status)
@@ -343,6 +345,7 @@ class _Frames:
         else:
             self._ended = True
             self._lines = self._split.end()
+        self._errors = self._split.errors
         self._at = 0
         return None
 
@@ -368,7 +371,7 @@ async def _failed(response: aiohttp.ClientResponse) -> list[Event]:
     error: dict[str, Any] = {}
     if SSE_CONTENT_TYPE in response.content_type:
         split = SseSplitter()
-        for data, _ in [*split.feed(raw), *split.end()]:
+        for data in [*split.feed(raw), *split.end()]:
             with contextlib.suppress(ValueError):
                 loaded = json.loads(data)
                 error = loaded if isinstance(loaded, dict) else {}

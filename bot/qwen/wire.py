@@ -70,35 +70,41 @@ def request_body(
 class SseSplitter:
     """Cuts response bytes into the `data:` lines of SSE events, whatever the byte boundaries.
 
-    Each data line comes out as `(bytes after "data:", error status)`, the status 0 for a result
-    event. An event's `event:` and `:HTTP_STATUS/` lines come before its data line; a blank line
-    ends the event.
+    `feed` returns the bytes after "data:" of each event completed; `errors` then maps the
+    position of each error event's line in that list to its HTTP status (most calls: none).
+    An event's `event:` and `:HTTP_STATUS/` lines come before its data line; a blank line ends
+    the event. (No tuple per frame: at hundreds of open streams, the frames waiting to be read
+    would be objects for the garbage collector to walk.)
     """
 
-    __slots__ = ("_error", "_status", "_tail")
+    __slots__ = ("_error", "_status", "_tail", "errors")
 
     def __init__(self) -> None:
         self._tail = b""
         self._error = False
         self._status = DEFAULT_ERROR_STATUS
+        self.errors: dict[int, int] = {}
 
-    def feed(self, chunk: bytes) -> list[tuple[bytes, int]]:
+    def feed(self, chunk: bytes) -> list[bytes]:
         if self._tail:
             chunk = self._tail + chunk
         lines = chunk.split(b"\n")
         self._tail = lines.pop()  # the unfinished line (b"" after a newline)
         return self._lines(lines)
 
-    def end(self) -> list[tuple[bytes, int]]:
+    def end(self) -> list[bytes]:
         """The last line if the stream ended without a newline after it."""
         tail, self._tail = self._tail, b""
-        return self._lines([tail]) if tail else []
+        return self._lines([tail] if tail else [])
 
-    def _lines(self, lines: list[bytes]) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
+    def _lines(self, lines: list[bytes]) -> list[bytes]:
+        out: list[bytes] = []
+        self.errors = {}
         for line in lines:
             if line.startswith(_DATA):
-                out.append((line[5:], self._status if self._error else 0))
+                if self._error:
+                    self.errors[len(out)] = self._status
+                out.append(line[5:])
             elif line.startswith(_EVENT_ERROR):
                 self._error = True
             elif line.startswith(_STATUS):

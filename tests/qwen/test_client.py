@@ -194,16 +194,21 @@ def wire_bytes() -> bytes:
 @given(st.lists(st.integers(min_value=1, max_value=400), max_size=40))
 def test_any_cut_of_the_bytes_gives_the_same_frames(cuts: list[int]) -> None:
     data = wire_bytes()
+
+    def read(split: SseSplitter, chunk: bytes) -> list[tuple[bytes, int]]:
+        lines = split.feed(chunk)
+        return [(line, split.errors.get(n, 0)) for n, line in enumerate(lines)]
+
     whole = SseSplitter()
-    expected = [*whole.feed(data), *whole.end()]
+    expected = read(whole, data) + [(line, 0) for line in whole.end()]
     split = SseSplitter()
     got: list[tuple[bytes, int]] = []
     at = 0
     for size in cuts:
-        got += split.feed(data[at : at + size])
+        got += read(split, data[at : at + size])
         at += size
-    got += split.feed(data[at:])
-    got += split.end()
+    got += read(split, data[at:])
+    got += [(line, 0) for line in split.end()]
     assert got == expected
     assert [status for _, status in got][-2:] == [0, 500]
     assert json.loads(got[-1][0])["code"] == "InternalError"
