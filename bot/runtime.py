@@ -75,6 +75,7 @@ class BotRuntime:
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
         self.failure: str | None = None
+        self._preload: asyncio.Task[bool] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -186,9 +187,6 @@ class BotRuntime:
                 deliver=research.deliver_owed,
                 watch_runs=research.watch_runs,
             )
-            # The tokenizer that fits follow-ups into a context window: loaded now, off the
-            # event loop, rather than during the first follow-up.
-            await asyncio.to_thread(context.preload)
             # Takes over what a stopped or dead process left: events, runs, usage.
             await self._supervisor.start()
             await research.answer_kept()
@@ -209,6 +207,10 @@ class BotRuntime:
             # collector's way, a full collection (a pause of the event loop) walks only what
             # came since, not every module, table and client again (issue 13).
             gc.freeze()
+            # The tokenizer that fits follow-ups into a context window (the dashscope package,
+            # 0.5 s of imports): loaded off the event loop once Slack can reach the bot, rather
+            # than before it listens or during the first follow-up.
+            self._preload = asyncio.create_task(asyncio.to_thread(context.preload))
             # The database's thread (aiosqlite) needs the GIL for each of the ~7 steps of a
             # write while the loop thread is busy reading streams; Python's default 5 ms
             # hand-over made the write an ack waits for last 50+ ms (bench/ack_latency.py).
@@ -253,6 +255,8 @@ class BotRuntime:
     async def stop(self) -> None:
         """Stop taking work, let running research go on for DRAIN_SECONDS, record where the
         rest stood, hand this process's work over, close everything."""
+        if self._preload is not None:
+            await asyncio.gather(self._preload, return_exceptions=True)
         try:
             if self._supervisor is not None:
                 self._supervisor.draining = True
