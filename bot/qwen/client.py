@@ -302,6 +302,7 @@ class _Frames:
         work."""
         events: list[Event] = []
         read = 0
+        waited = False
         turns = self._turns
         while True:
             if read and read == most:
@@ -318,8 +319,12 @@ class _Frames:
             if turns.spent():
                 if read:
                     return events or [STILL_ALIVE]
-                await turns.wait()
+                # Woken by its turn but the slice was used before it got any: it keeps its
+                # place at the head of the line.
+                await turns.wait(first=waited)
+                waited = True
                 continue
+            waited = False
             data = self._lines[self._at]
             error_status = self._errors.get(self._at, 0) if self._errors else 0
             self._at += 1
