@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import math
@@ -24,7 +25,17 @@ from aiohttp import web
 from bot.config import Settings
 from bot.runtime import EVENTS_PATH
 from tests.conftest import SIGNING_SECRET, bot_settings, start_bot
-from tests.fakes.dashscope_server import FakeDashScope, Frame, Script, thinking_script
+from tests.fakes.dashscope_server import (
+    SSE_CONTENT_TYPE,
+    FakeDashScope,
+    Frame,
+    Gate,
+    Pause,
+    Script,
+    _ClientGone,
+    _sse,
+    thinking_script,
+)
 from tests.fakes.slack_payloads import event_callback, post_signed
 from tests.fakes.slack_server import FakeSlack
 
@@ -78,6 +89,59 @@ class CountingDashScope(FakeDashScope):
                 self.frames_sent += sum(isinstance(step, Frame) for step in script)
 
 
+class BurstDashScope(CountingDashScope):
+    """CountingDashScope that writes the frames between two pauses or gates as one write of
+    bytes rendered once per script frame, instead of one json.dumps and one write per frame.
+
+    The fake runs in the benchmark's own process, beside the load driver that times the acks:
+    writing hundreds of thousands of frames one by one kept that loop so busy that an ack was
+    timed late by the driver itself, not by the bot (the bytes on the wire are the same)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rendered: dict[tuple[int, int], bytes] = {}
+
+    async def _play(
+        self, request: web.Request, script: Script, incremental: bool
+    ) -> web.StreamResponse:
+        if not incremental or not all(isinstance(s, Frame | Pause | Gate) for s in script):
+            return await super()._play(request, script, incremental)
+        self.active += 1
+        resp = web.StreamResponse(status=200)
+        resp.headers["Content-Type"] = SSE_CONTENT_TYPE
+        resp.headers["Cache-Control"] = "no-cache"
+        burst: list[bytes] = []
+        n = 0
+        try:
+            await resp.prepare(request)
+            for step in script:
+                if isinstance(step, Frame):
+                    n += 1
+                    key = (id(step), n)
+                    if key not in self._rendered:
+                        self._rendered[key] = _sse(n, step.event, step.http_status, step.data)
+                    burst.append(self._rendered[key])
+                    continue
+                if burst:
+                    await resp.write(b"".join(burst))
+                    burst.clear()
+                if isinstance(step, Pause):
+                    await self._idle(request, None, step.seconds)
+                elif isinstance(step, Gate):
+                    step._reached.set()
+                    if not await self._idle(request, step._released, step.timeout):
+                        break
+            if burst:
+                await resp.write(b"".join(burst))
+            await resp.write_eof()
+            self.frames_sent += n
+        except (_ClientGone, ConnectionResetError):
+            self.disconnects += 1
+        finally:
+            self.active -= 1
+        return resp
+
+
 # --------------------------------------------------------------------------- the bot
 
 # (opened, ended, model, messages in the call) of every model stream the bot consumed, measured
@@ -110,9 +174,61 @@ def instrument_model_streams() -> None:
     QwenClient.stream = stream  # type: ignore[method-assign]
 
 
+# (monotonic time a tick was due, seconds it came late) of the bot's loop ticker.
+LoopLag = tuple[float, float]
+
+
+class LoopTicker:
+    """A task on the bot's event loop that asks to wake every `every` seconds and records how
+    late it woke: the longest lateness is the longest the loop was busy with something else."""
+
+    def __init__(self, every: float = 0.01) -> None:
+        self.every = every
+        self.samples: list[LoopLag] = []
+        self._task: asyncio.Task[None] | None = None
+
+        self.gc_pauses: list[tuple[float, int, float]] = []  # (monotonic end, generation, s)
+        self._gc_started = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="bench loop ticker")
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        """Times the garbage collector's passes: a stall may be the collector, not the bot."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif info["generation"] == 2 or time.perf_counter() - self._gc_started > 0.005:
+            spent = time.perf_counter() - self._gc_started
+            self.gc_pauses.append((time.monotonic(), info["generation"], spent))
+
+    async def _run(self) -> None:
+        while True:
+            due = time.monotonic() + self.every
+            await asyncio.sleep(self.every)
+            self.samples.append((due, time.monotonic() - due))
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._gc)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _rss_mib() -> float:
+    """The peak resident memory of this process."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class BotHost(Protocol):
     port: int | None
     stream_spans: list[StreamSpan]
+    loop_lag: list[LoopLag]
+    gc_pauses: list[tuple[float, int, float]]
+    rss_mib: float
 
     async def stop(self) -> None: ...
 
@@ -121,11 +237,19 @@ class BotHost(Protocol):
 class _SameProcessBot:
     runtime: Any
     port: int | None
+    ticker: LoopTicker
     stream_spans: list[StreamSpan] = field(default_factory=list)
+    loop_lag: list[LoopLag] = field(default_factory=list)
+    gc_pauses: list[tuple[float, int, float]] = field(default_factory=list)
+    rss_mib: float = 0.0
 
     async def stop(self) -> None:
+        await self.ticker.stop()
+        self.gc_pauses = self.ticker.gc_pauses
         await self.runtime.stop()
         self.stream_spans = list(_STREAM_SPANS)
+        self.loop_lag = self.ticker.samples
+        self.rss_mib = _rss_mib()  # of everything in this process, the fakes included
         _STREAM_SPANS.clear()
 
 
@@ -156,18 +280,29 @@ def _bot_process_main(spec: _BotSpec, conn: Connection) -> None:
     instrument_model_streams()
     settings = spec.settings()
 
-    async def main() -> None:
+    async def main() -> LoopTicker:
         runtime = BotRuntime(
             settings, model_retry=RetryPolicy(attempts=3, max_seconds=10, wait=wait_none())
         )
         await runtime.start()
+        ticker = LoopTicker()
+        ticker.start()
         conn.send(runtime.http_port)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, conn.recv)  # any message means stop
+        await ticker.stop()
         await runtime.stop()
+        return ticker
 
-    asyncio.run(main())
-    conn.send(list(_STREAM_SPANS))
+    ticker = asyncio.run(main())
+    conn.send(
+        {
+            "spans": list(_STREAM_SPANS),
+            "loop_lag": ticker.samples,
+            "gc_pauses": ticker.gc_pauses,
+            "rss_mib": _rss_mib(),
+        }
+    )
 
 
 class _ChildProcessBot:
@@ -180,6 +315,9 @@ class _ChildProcessBot:
         self._proc = ctx.Process(target=_bot_process_main, args=(spec, child), daemon=True)
         self.port: int | None = None
         self.stream_spans: list[StreamSpan] = []
+        self.loop_lag: list[LoopLag] = []
+        self.gc_pauses: list[tuple[float, int, float]] = []
+        self.rss_mib = 0.0
 
     async def start(self) -> None:
         self._proc.start()
@@ -197,7 +335,11 @@ class _ChildProcessBot:
         with contextlib.suppress(BrokenPipeError, EOFError, OSError):
             self._conn.send("stop")
             if await loop.run_in_executor(None, self._conn.poll, 40):
-                self.stream_spans = await loop.run_in_executor(None, self._conn.recv)
+                found = await loop.run_in_executor(None, self._conn.recv)
+                self.stream_spans = found["spans"]
+                self.loop_lag = found["loop_lag"]
+                self.gc_pauses = found["gc_pauses"]
+                self.rss_mib = found["rss_mib"]
         await loop.run_in_executor(None, self._proc.join, 5)
         if self._proc.is_alive():
             self._proc.terminate()  # only this benchmark's own child
@@ -216,7 +358,9 @@ async def start_real_bot(
     if placement == "same":
         instrument_model_streams()
         runtime = await start_bot(slack, dashscope, tmp, mode, **env)
-        return _SameProcessBot(runtime, runtime.http_port)
+        ticker = LoopTicker()
+        ticker.start()
+        return _SameProcessBot(runtime, runtime.http_port, ticker)
     spec = _BotSpec(slack.api_url, dashscope.base_url, tmp / "bot.sqlite3", mode, dict(env))
     spec.settings()  # fail here, not in the child, if the settings are invalid
     host = _ChildProcessBot(spec)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,8 +25,10 @@ from typing import Literal
 import aiohttp
 
 from bench._harness import (
+    BurstDashScope,
     CountingDashScope,
     Deliverer,
+    LoopLag,
     Mode,
     Placement,
     StreamSpan,
@@ -49,6 +52,8 @@ from tests.fakes.slack_payloads import app_mention, message, next_ts
 from tests.fakes.slack_server import FakeSlack
 
 TARGET_SECONDS = 3.0
+ACK_P99_GOAL = 0.100  # issue 13, at 400 open streams
+STALL_GOAL = 0.050
 QUESTION = "Which aspects matter most to you: personalised learning or assessment?"
 PLACEMENT_NOTE = {
     "same": (
@@ -96,6 +101,9 @@ class ModeResult:
     frames_per_stream: int = 0
     frames_sent: int = 0
     spans: list[StreamSpan] = field(default_factory=list)
+    loop_lag: list[LoopLag] = field(default_factory=list)
+    gc_pauses: list[tuple[float, int, float]] = field(default_factory=list)
+    rss_mib: float = 0.0
     wall_seconds: float = 0.0
     reports: int = 0
     notes: list[str] = field(default_factory=list)
@@ -107,6 +115,29 @@ class ModeResult:
     @property
     def probe_latencies(self) -> list[float]:
         return [p.latency for p in self.probes if p.error is None]
+
+    @property
+    def streaming_until(self) -> float:
+        return max((b for _, b, *_ in self.research_spans), default=self.released)
+
+    @property
+    def stall(self) -> float:
+        """The bot's longest loop stall while the research streams were being read."""
+        return max(
+            (late for due, late in self.loop_lag if self.released <= due <= self.streaming_until),
+            default=math.nan,
+        )
+
+    @property
+    def gc_worst(self) -> tuple[float, int]:
+        """The longest garbage-collector pass while the streams were read, and how many of
+        the oldest generation ran then."""
+        window = [
+            (spent, gen)
+            for end, gen, spent in self.gc_pauses
+            if self.released <= end <= self.streaming_until + 0.5
+        ]
+        return max((s for s, _ in window), default=0.0), sum(g == 2 for _, g in window)
 
     @property
     def worst(self) -> float:
@@ -130,7 +161,7 @@ async def run_mode(mode: Mode, args: argparse.Namespace) -> ModeResult:
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp:
-        dashscope = CountingDashScope()
+        dashscope = BurstDashScope()
         async with FakeSlack() as slack, dashscope:
             bot = await start_real_bot(
                 slack,
@@ -150,6 +181,9 @@ async def run_mode(mode: Mode, args: argparse.Namespace) -> ModeResult:
             finally:
                 await bot.stop()
             result.spans = bot.stream_spans
+            result.loop_lag = bot.loop_lag
+            result.gc_pauses = bot.gc_pauses
+            result.rss_mib = bot.rss_mib
             result.frames_sent = dashscope.frames_sent
     result.wall_seconds = time.monotonic() - started
     for p in result.probes:
@@ -329,6 +363,26 @@ def print_mode(r: ModeResult) -> None:
     )
     busy = [p.latency for p in r.probes if p.error is None and p.streaming >= r.runs * 0.9]
     print(f"  PROBE ACKS                         {summary(r.probe_latencies)}")
+    print(
+        f"    p99 {_ms(percentile(r.probe_latencies, 99))}; the bot's longest loop stall while "
+        f"the streams were read: {_ms(r.stall)} (ticker every 10 ms in the bot's loop); "
+        f"bot peak RSS {r.rss_mib:.0f} MiB"
+    )
+    window = [(late, due) for due, late in r.loop_lag if r.released <= due <= r.streaming_until]
+    ends = sorted(b for _, b, *_ in r.research_spans)
+    if window and ends:
+        worst = sorted(window, reverse=True)[:5]
+        print(
+            "    longest stalls (at s after release): "
+            + ", ".join(f"{_ms(late)} at {due - r.released:.1f}" for late, due in worst)
+            + f"; research streams ended {ends[0] - r.released:.1f}-{ends[-1] - r.released:.1f}"
+            f" s after release (half by {ends[len(ends) // 2] - r.released:.1f} s)"
+        )
+    gc_worst, full = r.gc_worst
+    print(
+        f"    garbage collector while streaming: longest pass {_ms(gc_worst)}, "
+        f"{full} full (generation 2) collections"
+    )
     print(f"    sent while >= 90% still streaming {summary(busy)}")
     for p in r.probes:
         if p.error:
@@ -357,6 +411,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "process: the bot in a process of its own",
     )
     parser.add_argument("--runs", type=int, default=100, help="concurrent research streams")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        nargs="+",
+        help="run once per figure (e.g. 100 200 400) and end with a table; overrides --runs",
+    )
     parser.add_argument("--chunks", type=int, default=600, help="report frames per stream")
     parser.add_argument("--probes", type=int, default=50, help="events timed during streaming")
     parser.add_argument("--probe-interval", type=float, default=0.1, help="seconds between probes")
@@ -374,6 +434,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.streams:
+        return await sweep(args)
     modes: list[Mode] = ["http", "socket"] if args.mode == "both" else [args.mode]
     print(
         f"ack latency: {args.runs} research streams of {args.chunks} report chunks "
@@ -389,6 +451,11 @@ async def main(args: argparse.Namespace) -> int:
         print_mode(result)
         results.append(result)
     print(f"\ntotal wall time {time.monotonic() - started:.1f} s")
+    print(verdict(results, args))
+    return 0
+
+
+def verdict(results: list[ModeResult], args: argparse.Namespace) -> str:
     worst = max(r.worst for r in results)
     setup_worst = max(max(r.mention_acks + r.reply_acks, default=0.0) for r in results)
     per_mode = ", ".join(f"{r.mode} {r.worst:.2f} s" for r in results)
@@ -396,11 +463,55 @@ async def main(args: argparse.Namespace) -> int:
     loaded = sum(p.streaming >= r.runs * 0.9 for r in results for p in r.probes)
     probes = sum(len(r.probes) for r in results)
     caveat = "" if loaded == probes else f"; only {loaded}/{probes} probes met >= 90% streaming"
-    print(
+    return (
         f"max ack < {TARGET_SECONDS:.0f} s: {verdict} (probe max: {per_mode}; "
         f"setup max {setup_worst:.2f} s; placement {args.placement}{caveat})"
     )
+
+
+async def sweep(args: argparse.Namespace) -> int:
+    """One run per number of streams, then the table issue 13 asks for."""
+    modes: list[Mode] = ["http", "socket"] if args.mode == "both" else [args.mode]
+    print(
+        f"ack latency by open streams: {', '.join(map(str, args.streams))} research streams of "
+        f"{args.chunks} report chunks; {args.probes} probes {args.probe_interval} s apart; "
+        f"placement {args.placement}; load before: {_load()}"
+    )
+    rows: list[tuple[ModeResult, str]] = []
+    for n in args.streams:
+        for mode in modes:
+            result = await run_mode(mode, argparse.Namespace(**{**vars(args), "runs": n}))
+            print_mode(result)
+            rows.append((result, _load()))
+    print(
+        "\n| open streams | mode | ack p50 | ack p99 | ack max | longest loop stall | bot RSS "
+        "| probes sent while >= 90% streaming | load (1 min) after |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r, load in rows:
+        acks = r.probe_latencies
+        busy = sum(p.streaming >= r.runs * 0.9 for p in r.probes)
+        print(
+            f"| {r.runs} | {r.mode} | {_ms(percentile(acks, 50))} | {_ms(percentile(acks, 99))} "
+            f"| {_ms(max(acks, default=math.nan))} | {_ms(r.stall)} | {r.rss_mib:.0f} MiB "
+            f"| {busy}/{len(r.probes)} | {load} |"
+        )
+    top = [r for r, _ in rows if r.runs == max(args.streams)]
+    p99 = max(percentile(r.probe_latencies, 99) for r in top)
+    stall = max(r.stall for r in top)
+    ok = p99 < ACK_P99_GOAL and stall < STALL_GOAL
+    print(
+        f"at {max(args.streams)} streams: ack p99 {_ms(p99)} (goal < {_ms(ACK_P99_GOAL)}), "
+        f"longest stall {_ms(stall)} (goal < {_ms(STALL_GOAL)}): {'PASS' if ok else 'FAIL'}"
+    )
     return 0
+
+
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 if __name__ == "__main__":

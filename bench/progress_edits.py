@@ -276,10 +276,14 @@ def report(result: Result, args: argparse.Namespace) -> str:
         f"{result.reports}/{args.runs} reports uploaded"
     )
     ok = peak <= TIER_PER_MINUTE
+    unshown = sum(n == 0 for n in live_per_run.values()) + args.runs - len(live_per_run)
+    fair = "PASS" if unshown == 0 else "FAIL"
     return (
         f"max chat.update per 60 s <= {TIER_PER_MINUTE}: {'PASS' if ok else 'FAIL'} "
         f"(max {peak}, {peak_live} without the final edits; {args.runs} runs, one workspace; "
-        f"last edit complete {last_edit_complete}/{args.runs})"
+        f"last edit complete {last_edit_complete}/{args.runs})\n"
+        f"every run shows progress before its end: {fair} ({unshown} of {args.runs} runs "
+        f"without an intermediate edit)"
     )
 
 

@@ -3,9 +3,9 @@
 Tokens are counted with the Qwen tokenizer that ships with the dashscope SDK
 (`dashscope.get_tokenizer`: a BPE vocabulary file inside the package, so no network), the one
 Qwen models count with: digits one token each, CJK and emoji as the model sees them. It loads on
-first use, about 0.3 s once (`preload` does it ahead, off the event loop). Should it ever be
-missing, every UTF-8 byte counts as a token instead: a byte-level BPE token covers at least one
-byte, so that bound never under-counts either, only wastes room.
+first use, about 0.3 s once (`preload` does it ahead, off the event loop, once the bot listens).
+Should it ever be missing, every UTF-8 byte counts as a token instead: a byte-level BPE token
+covers at least one byte, so that bound never under-counts either, only wastes room.
 
 Counting is CPU work on the caller's thread (the event loop for follow-ups), so one `fit` looks
 at no more than MAX_COUNTED_CHARS characters of the thread (counting them takes about 15 ms for
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -39,8 +40,18 @@ class _Tokenizer(Protocol):
     def decode(self, token_ids: list[int], **kwargs: Any) -> str: ...
 
 
-@functools.cache
+_LOADING: Final = threading.Lock()
+
+
 def _qwen_tokenizer() -> _Tokenizer | None:
+    # `preload` runs in a thread after the bot listens; a follow-up counted meanwhile waits for
+    # that load rather than starting a second one.
+    with _LOADING:
+        return _load_tokenizer()
+
+
+@functools.cache
+def _load_tokenizer() -> _Tokenizer | None:
     try:
         from dashscope.tokenizers import get_tokenizer
 

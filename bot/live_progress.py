@@ -19,6 +19,9 @@ STATUS_REFRESH_SECONDS: Final = 90.0
 IDLE_REFRESH_SECONDS: Final = 30.0
 # Fifty runs ending together in one workspace all get their last edit within this time.
 FINAL_EDIT_MAX_WAIT: Final = 90.0
+# How long an edit waits in line for room in a busy workspace before the loop looks again
+# (at the status line, say); the place in line is kept, as it is the time since the last edit.
+EDIT_QUEUE_WAIT: Final = 15.0
 
 
 class LiveProgress:
@@ -30,7 +33,7 @@ class LiveProgress:
         interval: float,
         clock: Callable[[], float],
         started: float,
-        pace: Callable[[float], Awaitable[bool]],
+        pace: Callable[[float, float], Awaitable[bool]],
     ) -> None:
         self.tracker = ProgressTracker()
         self._pace = pace
@@ -56,8 +59,9 @@ class LiveProgress:
             if now - self._last_edit < self._interval:
                 continue
             due = self.tracker.changed or now - self._last_edit >= IDLE_REFRESH_SECONDS
-            # A busy workspace skips this edit; the next one shows the latest state anyway.
-            if due and await self._pace(0):
+            # In a busy workspace this waits in line, longest unedited first; the edit then
+            # shows the state of the moment it gets room.
+            if due and await self._pace(EDIT_QUEUE_WAIT, now - self._last_edit):
                 await self._edit()
             if now - self._last_status >= STATUS_REFRESH_SECONDS:
                 self._last_status = now
@@ -70,7 +74,7 @@ class LiveProgress:
         # The last edit says how the run ended: worth waiting for room in the workspace, but
         # not for the interval, which spaces a live run's edits: a process stopped in the
         # meantime would leave a finished run showing Stop.
-        await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0)
+        await self._pace(FINAL_EDIT_MAX_WAIT if wait else 0, self._clock() - self._last_edit)
         await self._edit()
 
     async def _edit(self) -> None:

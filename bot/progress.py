@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from bot.qwen.events import (
     ANSWER,
@@ -51,10 +52,18 @@ class ProgressTracker:
         self.changed = True
 
     def apply(self, event: Event) -> None:
+        # Called for every event of a stream; only a change of stage, round, goal or count
+        # costs more than a type check.
+        if type(event) is PhaseStatus:
+            stage = _stage_of(event.phase, self._stage)
+            if stage is not self._stage:
+                self._stage = stage
+                self.changed = True
+            return
+        if type(event) not in _FOLDED:
+            return
         before = self._snapshot()
         match event:
-            case PhaseStatus(phase=phase):
-                self._stage = _stage_of(phase, self._stage)
             case ResearchGoal(round_id=round_id, goal=goal):
                 self._round = max(self._round, round_id)
                 # Goals may stream in pieces; they add up per round.
@@ -92,6 +101,9 @@ class ProgressTracker:
             self._goals.get(self._round),
             len(self._urls),
         )
+
+
+_FOLDED: Final = frozenset({ResearchGoal, SitesFound, RoundFinished})
 
 
 def _stage_of(phase: str, current: Stage) -> Stage:

@@ -11,7 +11,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Final
@@ -126,27 +126,35 @@ class ResearchConfig:
 
 @dataclass(slots=True)
 class _CallResult:
-    text: str = ""
     references: tuple[Reference, ...] = ()
     usage: Usage | None = None
     error: StreamError | None = None
     finished: bool = False
     streamed: bool = False  # anything came before an error (so it is not a mere refusal)
+    # The answer's pieces, joined once when read: a report is thousands of pieces.
+    parts: list[str] = field(default_factory=list)
 
     def apply(self, event: object) -> None:
-        if not isinstance(event, StreamError):
-            self.streamed = True
-        match event:
-            case TextDelta(phase=phase, text=text) if phase == ANSWER:
-                self.text += text
-            case References(items=items):
-                self.references = items  # the last non-empty list wins
-            case Usage():
-                self.usage = event
-            case StreamError():
-                self.error = event
-            case Finished():
-                self.finished = True
+        # Called for every event of a stream: exact type checks, the most frequent first.
+        if type(event) is StreamError:
+            self.error = event
+            return
+        self.streamed = True
+        if type(event) is TextDelta:
+            if event.phase == ANSWER:
+                self.parts.append(event.text)
+        elif type(event) is Usage:
+            self.usage = event
+        elif type(event) is References:
+            self.references = event.items  # the last non-empty list wins
+        elif type(event) is Finished:
+            self.finished = True
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
 
     @property
     def outcome(self) -> StreamError | None:
@@ -713,7 +721,7 @@ class ResearchService:
             self._config.progress_interval,
             self._clock,
             started,
-            pace=lambda wait: self._pacer.acquire(key.team_id, max_wait=wait),
+            pace=lambda wait, idle: self._pacer.acquire(key.team_id, max_wait=wait, idle=idle),
         )
         result = _CallResult()
         metered = await self._metered(conversation, "research")

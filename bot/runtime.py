@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -100,6 +101,9 @@ async def workspaces_report(database_url: str, *, as_json: bool) -> str:
     return operator_view.as_json(lines) if as_json else operator_view.as_table(lines)
 
 
+GIL_SWITCH_SECONDS: Final = 0.001
+
+
 class StartupError(Exception):
     """A service the bot needs cannot be reached at start; the message is for the operator."""
 
@@ -134,6 +138,7 @@ class BotRuntime:
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
         self.failure: str | None = None
+        self._preload: asyncio.Task[bool] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -300,9 +305,6 @@ class BotRuntime:
                 deliver=research.deliver_owed,
                 watch_runs=research.watch_runs,
             )
-            # The tokenizer that fits follow-ups into a context window: loaded now, off the
-            # event loop, rather than during the first follow-up.
-            await asyncio.to_thread(context.preload)
             # Takes over what a stopped or dead process left: events, runs, usage.
             await self._supervisor.start()
             await research.answer_kept()
@@ -334,6 +336,18 @@ class BotRuntime:
                 if self.failure is not None:
                     raise StartupError(self.failure)
                 logger.info("connected to Slack in Socket Mode")
+            # What start built lives as long as the process: taken out of the garbage
+            # collector's way, a full collection (a pause of the event loop) walks only what
+            # came since, not every module, table and client again (issue 13).
+            gc.freeze()
+            # The tokenizer that fits follow-ups into a context window (the dashscope package,
+            # 0.5 s of imports): loaded off the event loop once Slack can reach the bot, rather
+            # than before it listens or during the first follow-up.
+            self._preload = asyncio.create_task(asyncio.to_thread(context.preload))
+            # The database's thread (aiosqlite) needs the GIL for each of the ~7 steps of a
+            # write while the loop thread is busy reading streams; Python's default 5 ms
+            # hand-over made the write an ack waits for last 50+ ms (bench/ack_latency.py).
+            sys.setswitchinterval(GIL_SWITCH_SECONDS)
         except BaseException:
             # A failed start, or one cut short (SIGTERM while Slack is unreachable): undo
             # what it began, within seconds.
@@ -440,6 +454,8 @@ class BotRuntime:
         rest stood, hand this process's work over, close everything."""
         await self._stop_purging()
         self._draining = True  # /readyz answers 503 from now on
+        if self._preload is not None:
+            await asyncio.gather(self._preload, return_exceptions=True)
         try:
             if self._supervisor is not None:
                 self._supervisor.draining = True

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from bot.pacing import WorkspacePacer
 
 
@@ -42,3 +44,28 @@ async def test_acquire_waits_for_room_but_not_forever() -> None:
     slow = WorkspacePacer(per_minute=1, burst=1)
     assert await slow.acquire("T1", max_wait=0)
     assert not await slow.acquire("T1", max_wait=0.05)
+
+
+async def test_the_run_longest_without_an_edit_is_served_first() -> None:
+    pacer = WorkspacePacer(per_minute=600, burst=1)  # one edit every 0.1 s
+    assert await pacer.acquire("T1", max_wait=0)  # the bucket is empty now
+    served: list[str] = []
+
+    async def run(name: str, idle: float) -> None:
+        if await pacer.acquire("T1", max_wait=5, idle=idle):
+            served.append(name)
+
+    await asyncio.gather(run("edited 1 s ago", 1), run("5 s ago", 5), run("3 s ago", 3))
+    assert served == ["5 s ago", "3 s ago", "edited 1 s ago"]
+
+
+async def test_a_run_does_not_take_room_ahead_of_one_waiting_longer() -> None:
+    clock = Clock()
+    pacer = WorkspacePacer(per_minute=600, burst=1, clock=clock)
+    assert await pacer.acquire("T1", max_wait=0)  # the bucket is empty now
+    waiting = asyncio.create_task(pacer.acquire("T1", max_wait=5, idle=30))
+    await asyncio.sleep(0)  # it is in line, looking again in 0.1 s
+    clock.now += 10  # room again
+    # A run edited a second ago asks without waiting: the longer-idle one is ahead of it.
+    assert not await pacer.acquire("T1", max_wait=0, idle=1)
+    assert await asyncio.wait_for(waiting, 5)

@@ -42,14 +42,21 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _MAX_DIGITS: Final = 40  # a longer number is corrupt anyway; int() of 4,300+ digits raises
 
 
+_EMPTY: Final[Mapping[str, Any]] = {}
+
+
 def _obj(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    if type(value) is dict:  # what json.loads makes: skips the slower ABC check
+        return value
+    return value if isinstance(value, Mapping) else _EMPTY
 
 
 def _str(value: Any) -> str:
     """Text, with any lone surrogate (a pair decodes to one character) as U+FFFD."""
     if not isinstance(value, str):
         return ""
+    if value.isascii():  # no surrogate, and most of what the model sends
+        return value
     return _SURROGATE.sub("\ufffd", value)
 
 
@@ -57,9 +64,11 @@ def _int(value: Any) -> int:
     """A count from 0 to MAX_COUNT: negatives are 0, larger figures MAX_COUNT, a fraction is
     rounded up (a count is never recorded lower than it was), and anything else is 0."""
     number: int
-    if isinstance(value, bool):
+    if type(value) is int:  # the usual case first
+        number = value
+    elif isinstance(value, bool):
         return 0
-    if isinstance(value, int):
+    elif isinstance(value, int):
         number = value
     elif isinstance(value, float):
         if math.isnan(value):
@@ -123,6 +132,8 @@ def _research_events(message: Mapping[str, Any]) -> list[Event]:
         events.append(TextDelta(phase or ANSWER, content))
 
     deep = _obj(_obj(message.get("extra")).get("deep_research"))
+    if not deep:  # most frames: report or plan text only
+        return events
     research = _obj(deep.get("research"))
     if research:
         round_id = _int(research.get("id"))
@@ -146,6 +157,7 @@ def _research_events(message: Mapping[str, Any]) -> list[Event]:
         if status == ROUND_FINISHED:
             events.append(RoundFinished(round_id))
 
+    listed = _list(deep.get("references"))
     refs = tuple(
         Reference(
             index=_int(r.get("index_number")) or position,
@@ -153,7 +165,7 @@ def _research_events(message: Mapping[str, Any]) -> list[Event]:
             url=_str(r.get("url")),
             description=_str(r.get("description")),
         )
-        for position, r in enumerate(map(_obj, _list(deep.get("references"))), start=1)
+        for position, r in enumerate(map(_obj, listed), start=1)
         if _str(r.get("url")) or _str(r.get("title"))
     )
     if refs:
