@@ -496,7 +496,7 @@ class ResearchService:
 
     async def _clarify(self, conversation: Conversation, sink: ThreadSink, *, exists: bool) -> None:
         """Step 1: ask the model for its clarifying question and relay it."""
-        await sink.set_status("is reading your request…")
+        await sink.set_status(Stage.CLARIFYING)
         result = _CallResult()
         call = await self._metered(conversation, "clarify")
         if call is None:
@@ -642,7 +642,9 @@ class ResearchService:
                 ):
                     return
                 await self._store.save(stored.to(State.FAILED, owner=None))
-            await self._sinks(key).post_notice(_CRASHED, retry=True)
+            sink = self._sinks(key)
+            await sink.set_status(Stage.FAILED)  # ends the run's agent session
+            await sink.post_notice(_CRASHED, retry=True)
         except Exception:
             logger.exception("could not record the end of the crashed run %s", key)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from bot.conversation import ConversationKey
-from bot.progress import ProgressView
+from bot.progress import ProgressView, Stage
 from bot.report import Report
 
 
@@ -26,8 +26,10 @@ class ThreadSink(Protocol):
         """Create (ts None) or edit the live progress message; returns its ts."""
         ...
 
-    async def set_status(self, status: str) -> None:
-        """The thread's status line; best effort, never raises."""
+    async def set_status(self, stage: Stage) -> None:
+        """The thread's status line for `stage`: while research runs (STARTING to WRITING) it
+        is also an agent session Slack can stop; an ending stage clears the line and ends the
+        session. Best effort, never raises."""
         ...
 
     async def deliver_report(self, report: Report, *, skip: frozenset[str] = frozenset()) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from handlers import actions, answer_actions, commands, events, home, settings
+from handlers import actions, answer_actions, assistant, commands, events, home, settings
 
 
 def register_all(app: AsyncApp, services: Services) -> None:
     events.register(app, services)
+    assistant.register(app, services)
     actions.register(app, services)
     answer_actions.register(app, services)
     commands.register(app, services)

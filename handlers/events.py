@@ -21,6 +21,7 @@ from bot.images import Image, accept_images
 from bot.ports import OrphanEvent
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
+from handlers import assistant
 from handlers.slack_sink import SlackThreadSink
 
 logger = logging.getLogger(__name__)
@@ -104,13 +105,17 @@ def register(app: AsyncApp, services: Services) -> None:
         if event.get("user") == context.bot_user_id:
             return
         key = _thread_key(body, event)
-        if event.get("thread_ts") not in (None, event.get("ts")):
-            # Else a thread the bot is not part of.
-            if await services.conversations.get(key) is not None:
-                await _deliver(research.reply, key, body, context, client)
+        in_thread = event.get("thread_ts") not in (None, event.get("ts"))
+        if in_thread and await services.conversations.get(key) is not None:
+            await _deliver(research.reply, key, body, context, client)
         elif event.get("channel_type") == "im":
-            # In a DM every top-level message is meant for the bot: no mention needed.
-            await _deliver(research.mention, key, body, context, client)
+            # In the app's DM every message is meant for the bot, no mention needed: a
+            # top-level one, or the first in a thread of the assistant view (which is how
+            # the view delivers messages).
+            start = assistant.entry(services, client, titled=in_thread)
+            await _deliver(start, key, body, context, client)
+        elif in_thread:
+            return  # a thread the bot is not part of
         elif event.get("channel_type") == "mpim" and mentions(
             str(event.get("text") or ""), context.bot_user_id
         ):

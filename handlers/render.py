@@ -25,6 +25,7 @@ MAX_LINKED_URL: Final = 1000  # a longer reference URL is shown without a link
 FALLBACK_SENTENCE: Final = "I couldn't show this message in Slack."
 
 _STAGE_LINES: Final[dict[Stage, str]] = {
+    Stage.CLARIFYING: ":hourglass_flowing_sand: Reading your request…",
     Stage.STARTING: ":hourglass_flowing_sand: Starting the research…",
     Stage.PLANNING: ":memo: Planning the research…",
     Stage.SEARCHING: ":mag: Searching the web…",
@@ -36,6 +37,36 @@ _STAGE_LINES: Final[dict[Stage, str]] = {
 }
 
 Message = dict[str, Any]
+
+# The thread's status line while work goes on, and the loading messages Slack rotates under
+# it (at most 10), following the stage. Ending stages clear the line.
+_STATUS_LINES: Final[dict[Stage, tuple[str, tuple[str, ...]]]] = {
+    Stage.CLARIFYING: (
+        "is reading your request…",
+        ("Reading your request…", "Thinking of a question to ask you…"),
+    ),
+    Stage.STARTING: ("is starting the research…", ("Starting the research…",)),
+    Stage.PLANNING: (
+        "is planning the research…",
+        ("Planning the research…", "Working out what to look for…"),
+    ),
+    Stage.SEARCHING: (
+        "is searching the web…",
+        ("Searching the web…", "Reading sources…", "Comparing what the sources say…"),
+    ),
+    Stage.WRITING: (
+        "is writing the report…",
+        ("Writing the report…", "Citing the sources…", "Checking the report…"),
+    ),
+}
+RUNNING_STAGES: Final = frozenset(_STATUS_LINES) - {Stage.CLARIFYING}
+
+
+def thread_status(stage: Stage) -> tuple[str, list[str]]:
+    """(status, loading messages) for `stage`; ("", []) clears the line."""
+    status, loading = _STATUS_LINES.get(stage, ("", ()))
+    return status, list(loading)
+
 
 # Summaries and progress carry links (sources, the report); Slack would unfurl them into
 # previews that bury the message.

@@ -9,13 +9,16 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
-from bot.progress import ProgressView
+from bot.progress import ProgressView, Stage
 from bot.report import Report
 from bot.sink import FILE, MESSAGE, SUMMARY, DeliveryFailed, SinkFactory
 from handlers import render
 
 logger = logging.getLogger(__name__)
 
+# Agent session statuses (agents.sessions.setStatus).
+PROCESSING: Final = "processing"
+ACTIVE: Final = "active"
 # Message metadata naming the bot's deliveries (questions, report summaries) in a thread.
 DELIVERY_EVENT: Final = "qdr_delivery"
 MAX_REPLY_PAGES: Final = 20
@@ -64,6 +67,7 @@ class SlackThreadSink:
     def __init__(self, client: AsyncWebClient, key: ConversationKey) -> None:
         self._client = client
         self._key = key
+        self._session_open = False
 
     async def post_markdown(self, text: str, *, marker: str = "") -> str:
         ts = ""
@@ -86,10 +90,19 @@ class SlackThreadSink:
         await self._client.chat_update(channel=self._key.channel_id, ts=message_ts, **message)
         return message_ts
 
-    async def set_status(self, status: str) -> None:
+    async def set_status(self, stage: Stage) -> None:
+        if stage in render.RUNNING_STAGES and not self._session_open:
+            self._session_open = True  # one try per run: a refusal is not retried each tick
+            await set_session(self._client, self._key, PROCESSING)
+        elif stage not in render.RUNNING_STAGES and stage is not Stage.CLARIFYING:
+            await set_session(self._client, self._key, ACTIVE)
+        status, loading = render.thread_status(stage)
         try:
             await self._client.assistant_threads_setStatus(
-                channel_id=self._key.channel_id, thread_ts=self._key.thread_ts, status=status
+                channel_id=self._key.channel_id,
+                thread_ts=self._key.thread_ts,
+                status=status,
+                loading_messages=loading or None,
             )
         except SlackApiError as exc:
             # The status line is decoration: a workspace without the feature still works.
@@ -144,6 +157,21 @@ class SlackThreadSink:
         return await post_message(
             self._client, message, channel=self._key.channel_id, thread_ts=self._key.thread_ts
         )
+
+
+async def set_session(client: AsyncWebClient, key: ConversationKey, status: str) -> None:
+    """The thread's agent session: PROCESSING while research runs (Slack shows its own Stop
+    button and sends agent_session_stopped), ACTIVE once it ended however it ended. Best
+    effort: where the platform offers no sessions (an app not declared an agent, an older
+    workspace) the run goes on with the progress message's own Stop button."""
+    try:
+        await client.agents_sessions_setStatus(
+            channel_id=key.channel_id, thread_ts=key.thread_ts, status=status
+        )
+    except SlackApiError as exc:
+        logger.info("agent session not set to %s: %s", status, exc.response.get("error"))
+    except SlackClientError:
+        logger.info("agent session not set to %s", status, exc_info=True)
 
 
 def _metadata(marker: str) -> dict[str, Any]:

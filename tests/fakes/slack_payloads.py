@@ -380,3 +380,41 @@ def home_block_action(
         del payload[key]
     payload.pop("response_url", None)
     return payload
+
+
+def assistant_thread_started(
+    *, user: str = "UUSER", channel: str = "D1", thread_ts: str | None = None, team: str = "T1"
+) -> dict[str, Any]:
+    """`assistant_thread_started`: a user opened a thread in the app's assistant view (the
+    thread lives in the app's DM; `context` names the channel the user was looking at)."""
+    ts = next_ts()
+    return {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": user,
+            "context": {"channel_id": "C1", "team_id": team, "enterprise_id": None},
+            "channel_id": channel,
+            "thread_ts": thread_ts or ts,
+        },
+        "event_ts": ts,
+    }
+
+
+def agent_session_stopped(
+    *,
+    channel: str,
+    thread_ts: str,
+    user: str = "UUSER",
+    streaming_message_ts: list[str] | None = None,
+) -> dict[str, Any]:
+    """`agent_session_stopped`: Slack's own Stop on a session in `processing`. Slack has
+    already stopped the streams it lists (an empty list when none was streaming); the team is
+    on the enclosing event_callback only."""
+    return {
+        "type": "agent_session_stopped",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "user": user,
+        "streaming_message_ts": streaming_message_ts or [],
+        "event_ts": next_ts(),
+    }

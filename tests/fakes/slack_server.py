@@ -36,6 +36,10 @@ MAX_TEXT = 40_000
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3_000
 MAX_MARKDOWN_TOTAL = 12_000
+MAX_LOADING_MESSAGES = 10
+MAX_SUGGESTED_PROMPTS = 4
+MAX_SESSION_TITLE = 200
+SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
 
 
 @dataclass
@@ -288,6 +292,11 @@ class FakeSlack:
         self.responses: list[ResponsePost] = []  # response_url posts, accepted or not
         self.hosted_files: dict[str, bytes] = {}  # file id -> bytes served at url_private
         self.file_downloads: list[tuple[str, str | None]] = []  # (file id, token presented)
+        # (channel, thread_ts) -> what the AI-app surface shows for that thread now.
+        self.thread_status: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self.thread_titles: dict[tuple[str, str], str] = {}
+        self.suggested_prompts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.sessions: dict[tuple[str, str], str] = {}  # agent session status
 
         self.port = 0
         self.api_url = ""
@@ -310,6 +319,9 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
             "assistant.threads.setStatus": self._assistant_set_status,
+            "assistant.threads.setSuggestedPrompts": self._assistant_set_suggested_prompts,
+            "assistant.threads.setTitle": self._assistant_set_title,
+            "agents.sessions.setStatus": self._agents_sessions_set_status,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "views.open": self._views_open,
@@ -718,7 +730,48 @@ class FakeSlack:
     def _assistant_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel_id") or not args.get("thread_ts") or "status" not in args:
             raise SlackError("invalid_arguments")
+        loading = args.get("loading_messages") or []
+        if (
+            not isinstance(loading, list)
+            or len(loading) > MAX_LOADING_MESSAGES
+            or not all(isinstance(m, str) and m for m in loading)
+        ):
+            raise SlackError("invalid_arguments")
+        key = (str(args["channel_id"]), str(args["thread_ts"]))
+        self.thread_status[key] = (str(args["status"]), loading)
         return {}
+
+    def _assistant_set_suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        # JSON body; `thread_ts` and `title` optional, 1-4 prompts of {title, message}.
+        prompts = args.get("prompts")
+        if not args.get("channel_id") or not isinstance(prompts, list):
+            raise SlackError("invalid_arguments")
+        if not 0 < len(prompts) <= MAX_SUGGESTED_PROMPTS or not all(
+            isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts
+        ):
+            raise SlackError("invalid_arguments")
+        key = (str(args["channel_id"]), str(args.get("thread_ts") or ""))
+        self.suggested_prompts[key] = {"title": args.get("title"), "prompts": prompts}
+        return {}
+
+    def _assistant_set_title(self, args: dict[str, Any]) -> dict[str, Any]:
+        # slack_sdk sends this one as a query string (params=), unlike its siblings.
+        if not args.get("channel_id") or not args.get("thread_ts") or not args.get("title"):
+            raise SlackError("invalid_arguments")
+        self.thread_titles[(str(args["channel_id"]), str(args["thread_ts"]))] = str(args["title"])
+        return {}
+
+    def _agents_sessions_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        status, title = args.get("status"), args.get("title")
+        if status not in SESSION_STATUSES or not args.get("channel_id"):
+            raise SlackError("invalid_arguments")
+        if not args.get("thread_ts"):
+            raise SlackError("invalid_arguments")  # thread-based sessions need their thread
+        if title is not None and len(str(title)) > MAX_SESSION_TITLE:
+            raise SlackError("invalid_arguments")
+        key = (str(args["channel_id"]), str(args["thread_ts"]))
+        self.sessions[key] = str(status)
+        return {"status": status}
 
     def _reaction_key(self, args: dict[str, Any]) -> tuple[str, str, str]:
         key = (args.get("channel", ""), args.get("timestamp", ""), args.get("name", ""))

@@ -25,12 +25,14 @@ from handlers.render import (
     progress_message,
     report_summary,
     split_text,
+    thread_status,
 )
 
 KEY = ConversationKey("T1", "C42", "1700000000.000100")
 RUNNING = (Stage.STARTING, Stage.PLANNING, Stage.SEARCHING, Stage.WRITING)
 ENDED = (Stage.DONE, Stage.STOPPED, Stage.FAILED)
 STAGE_WORDS = {
+    Stage.CLARIFYING: "Reading your request",
     Stage.STARTING: "Starting",
     Stage.PLANNING: "Planning",
     Stage.SEARCHING: "Searching",
@@ -383,3 +385,12 @@ def test_report_summary_is_shortened() -> None:
     summary = report(text=text).summary
     assert 0 < len(summary) <= 600
     assert summary.endswith("…")
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+def test_the_status_line_follows_the_stage(stage: Stage) -> None:
+    status, loading = thread_status(stage)
+    if stage in (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED):
+        assert (status, loading) == ("", [])  # the run ended: the line is cleared
+    else:
+        assert status.startswith("is ") and 0 < len(loading) <= 10
