@@ -772,7 +772,10 @@ class ResearchService:
                     question = str(conversation.history[-1].get("content", ""))
                     await sink.post_markdown(question, marker=owed.marker)
             else:
-                await sink.deliver_report(_report(conversation, owed), skip=posted)
+                delivery = (await self._workspace(key.team_id)).delivery
+                await sink.deliver_report(
+                    _report(conversation, owed), skip=posted, delivery=delivery
+                )
         except Exception as exc:
             lasting = isinstance(exc, DeliveryFailed) and exc.lasting
             part = exc.part if isinstance(exc, DeliveryFailed) else owed.kind

@@ -181,7 +181,7 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces or [""]
 
 
-def report_summary(report: Report) -> Message:
+def report_summary(report: Report, *, canvas_url: str | None = None) -> Message:
     stats = report.stats
     tokens = stats.input_tokens + stats.output_tokens
     footer = (
@@ -200,6 +200,14 @@ def report_summary(report: Report) -> Message:
                 "text": {"type": "mrkdwn", "text": escaped(report.summary, SECTION_LIMIT)},
             }
         )
+    canvas = safe_url(canvas_url) if canvas_url else None
+    if canvas:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f":page_facing_up: <{canvas}|Read the report>"},
+            }
+        )
     refs = numbered(report.references)
     if refs:
         lines = ["*Sources*"]
@@ -208,7 +216,7 @@ def report_summary(report: Report) -> Message:
             line = f"{i}. {reference_link(r.url, r.title)}"
             # A section holds 3000 characters; never cut a link in half.
             if shown == MAX_LISTED_REFERENCES or size + len(line) + 60 > SECTION_LIMIT:
-                lines.append(f"…and {len(refs) - shown} more in the report file.")
+                lines.append(f"…and {len(refs) - shown} more in the report.")
                 break
             lines.append(line)
             size += len(line) + 1

@@ -10,12 +10,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
 from bot.progress import ProgressView, Stage
-from bot.report import Report
+from bot.report import Delivery, Report
 from bot.sink import FILE, MESSAGE, SUMMARY, DeliveryFailed, SinkFactory
 from handlers import render
 
 logger = logging.getLogger(__name__)
 
+# canvases.create takes Markdown up to 1 MiB.
+MAX_CANVAS_BYTES: Final = 1024 * 1024
+MAX_CANVAS_TITLE: Final = 150
 # Agent session statuses (agents.sessions.setStatus).
 PROCESSING: Final = "processing"
 ACTIVE: Final = "active"
@@ -108,8 +111,17 @@ class SlackThreadSink:
             # The status line is decoration: a workspace without the feature still works.
             logger.info("thread status not set: %s", exc.response.get("error"))
 
-    async def deliver_report(self, report: Report, *, skip: frozenset[str] = frozenset()) -> None:
-        if FILE not in skip:
+    async def deliver_report(
+        self,
+        report: Report,
+        *,
+        skip: frozenset[str] = frozenset(),
+        delivery: Delivery = Delivery.CANVAS_AND_FILE,
+    ) -> None:
+        if SUMMARY in skip:
+            return  # the summary goes last: everything before it is in the thread
+        canvas = await self._canvas(report) if delivery.wants_canvas else None
+        if FILE not in skip and (delivery.wants_file or canvas is None):
             try:
                 await self._client.files_upload_v2(
                     channel=self._key.channel_id,
@@ -121,13 +133,41 @@ class SlackThreadSink:
             except (SlackApiError, SlackClientError, OSError) as exc:
                 raise _failed(FILE, exc) from exc
         if SUMMARY not in skip:
-            summary = render.report_summary(report)
+            summary = render.report_summary(report, canvas_url=canvas)
             if report.marker:
                 summary = {**summary, "metadata": _metadata(report.marker)}
             try:
                 await self._post(summary)
             except (SlackApiError, SlackClientError, OSError) as exc:
                 raise _failed(SUMMARY, exc) from exc
+
+    async def _canvas(self, report: Report) -> str | None:
+        """The report as a canvas for the thread's channel; its link, or None when Slack
+        will not make one (a free plan's limit, a missing scope, any error): the file then
+        stands in for it."""
+        markdown = report.markdown()
+        if len(markdown.encode()) > MAX_CANVAS_BYTES:
+            logger.info("report in %s too large for a canvas; file only", self._key)
+            return None
+        try:
+            created = await self._client.canvases_create(
+                title=render.clip(report.title, MAX_CANVAS_TITLE),
+                document_content={"type": "markdown", "markdown": markdown},
+                channel_id=self._key.channel_id,
+            )
+            canvas_id = str(created.get("canvas_id") or "")
+            if not canvas_id:
+                return None
+            # A canvas is a file: its permalink is what people open.
+            info = await self._client.files_info(file=canvas_id)
+        except SlackApiError as exc:
+            logger.info("no canvas for the report in %s: %s", self._key, exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError):
+            logger.warning("no canvas for the report in %s", self._key, exc_info=True)
+            return None
+        permalink = (info.get("file") or {}).get("permalink")
+        return str(permalink) if permalink else None
 
     async def delivered(self, marker: str) -> frozenset[str]:
         found: set[str] = set()

@@ -39,6 +39,7 @@ MAX_MARKDOWN_TOTAL = 12_000
 MAX_LOADING_MESSAGES = 10
 MAX_SUGGESTED_PROMPTS = 4
 MAX_SESSION_TITLE = 200
+MAX_CANVAS_BYTES = 1024 * 1024
 SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
 
 
@@ -297,6 +298,9 @@ class FakeSlack:
         self.thread_titles: dict[tuple[str, str], str] = {}
         self.suggested_prompts: dict[tuple[str, str], dict[str, Any]] = {}
         self.sessions: dict[tuple[str, str], str] = {}  # agent session status
+        self.canvases: dict[str, dict[str, Any]] = {}  # canvas id -> title, markdown, channel
+        # A free workspace: canvases only with a channel_id (tabbed in that channel).
+        self.free_plan = False
 
         self.port = 0
         self.api_url = ""
@@ -322,6 +326,8 @@ class FakeSlack:
             "assistant.threads.setSuggestedPrompts": self._assistant_set_suggested_prompts,
             "assistant.threads.setTitle": self._assistant_set_title,
             "agents.sessions.setStatus": self._agents_sessions_set_status,
+            "canvases.create": self._canvases_create,
+            "files.info": self._files_info,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "views.open": self._views_open,
@@ -901,6 +907,55 @@ class FakeSlack:
                 }
             )
         return {"files": result}
+
+    def _canvases_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        # JSON body: title, document_content {type: "markdown", markdown}, channel_id.
+        content = args.get("document_content")
+        if content is not None and (
+            not isinstance(content, dict)
+            or content.get("type") != "markdown"
+            or not isinstance(content.get("markdown"), str)
+        ):
+            raise SlackError("invalid_arguments")
+        markdown = content["markdown"] if content else ""
+        if len(markdown.encode()) > MAX_CANVAS_BYTES:
+            raise SlackError("canvas_creation_failed")
+        if self.free_plan and not args.get("channel_id"):
+            raise SlackError("free_teams_cannot_create_non_tabbed_canvases")
+        canvas_id = self._new_id("F")
+        self.canvases[canvas_id] = {
+            "title": args.get("title"),
+            "markdown": markdown,
+            "channel_id": args.get("channel_id"),
+        }
+        return {"canvas_id": canvas_id}
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(args.get("file") or "")
+        canvas = self.canvases.get(file_id)
+        if canvas is not None:
+            return {
+                "file": {
+                    "id": file_id,
+                    "title": canvas["title"] or "Untitled",
+                    "mimetype": "application/vnd.slack-docs",
+                    "filetype": "quip",
+                    "pretty_type": "Canvas",
+                    "permalink": f"https://test.slack.com/docs/{self.team_id}/{file_id}",
+                }
+            }
+        upload = self.uploads.get(file_id)
+        if upload is None:
+            raise SlackError("file_not_found")
+        return {
+            "file": {
+                "id": file_id,
+                "name": upload.filename,
+                "title": upload.title or upload.filename,
+                "size": len(upload.content),
+                "permalink": f"https://test.slack.com/files/{self.bot_user_id}/{file_id}",
+            }
+        }
 
     def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self.port}/socket"}

@@ -241,7 +241,7 @@ def test_report_summary_lists_at_most_fifteen_references() -> None:
     sources = section_texts(report_summary(report(references=refs)))[-1]
     assert "15. <https://example.org/15|Source 15>" in sources
     assert "https://example.org/16" not in sources
-    assert "and 5 more in the report file" in sources
+    assert "and 5 more in the report" in sources
 
 
 def test_report_summary_sections_fit_with_100_long_references() -> None:
@@ -255,7 +255,7 @@ def test_report_summary_sections_fit_with_100_long_references() -> None:
     sources = texts[-1]
     listed = len(re.findall(r"^\d+\. <", sources, flags=re.MULTILINE))
     assert listed >= 1
-    assert f"and {100 - listed} more in the report file" in sources
+    assert f"and {100 - listed} more in the report" in sources
 
 
 def test_report_summary_fits_with_a_summary_full_of_escapes() -> None:
