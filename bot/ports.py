@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.conversation import Conversation, ConversationKey, Owed, State
+from bot.feedback import Feedback, FeedbackShare
 from bot.records import SettingsRow, StoredAnswer, Totals, UsageRecord
 
 
@@ -98,6 +99,16 @@ class WorkspaceSettingsRepository(Protocol):
 
     async def put(self, row: SettingsRow) -> SettingsRow:
         """Insert or replace the workspace's row."""
+        ...
+
+
+class FeedbackRatings(Protocol):
+    async def record(self, feedback: Feedback) -> None:
+        """Keep the rating, replacing the same person's earlier rating of the message."""
+        ...
+
+    async def shares(self, team_id: str, since: float) -> list[FeedbackShare]:
+        """Ratings given or changed since `since`, per model and kind."""
         ...
 
 

@@ -46,6 +46,7 @@ class Report:
     stats: RunStats
     # Names this delivery in the thread, so a redelivery after a crash finds what was posted.
     marker: str = ""
+    model: str = ""  # the model that wrote it (kept with feedback on it)
 
     @property
     def title(self) -> str:

@@ -961,6 +961,7 @@ def _report(conversation: Conversation, owed: Owed) -> Report:
             cost_usd=Decimal(cost) if cost is not None else None,
         ),
         marker=owed.marker,
+        model=conversation.model,
     )
 
 

@@ -165,6 +165,7 @@ class BotRuntime:
                 budget=budget,
                 files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
                 settings=workspace_settings,
+                feedback=storage.feedback,
             )
             app = build_app(settings, self.services, client)
             self._supervisor = Supervisor(

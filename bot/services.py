@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bot.answers import AnswerService
 from bot.budget import BudgetGuard
 from bot.images import AttachmentReader
-from bot.ports import Conversations, DeliveryClaims, Inbox, UsageLedger
+from bot.ports import Conversations, DeliveryClaims, FeedbackRatings, Inbox, UsageLedger
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
@@ -26,3 +26,4 @@ class Services:
     budget: BudgetGuard
     files: AttachmentReader
     settings: WorkspaceSettingsService
+    feedback: FeedbackRatings

@@ -5,7 +5,16 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.services import Services
-from handlers import actions, answer_actions, assistant, commands, events, home, settings
+from handlers import (
+    actions,
+    answer_actions,
+    assistant,
+    commands,
+    events,
+    feedback,
+    home,
+    settings,
+)
 
 
 def register_all(app: AsyncApp, services: Services) -> None:
@@ -13,6 +22,7 @@ def register_all(app: AsyncApp, services: Services) -> None:
     assistant.register(app, services)
     actions.register(app, services)
     answer_actions.register(app, services)
+    feedback.register(app, services)
     commands.register(app, services)
     home.register(app, services)
     settings.register(app, services)

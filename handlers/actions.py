@@ -37,12 +37,12 @@ def register(app: AsyncApp, services: Services) -> None:
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
     ) -> None:
         await ack()
-        key = key_from_value(_team(body), str(action.get("value", "")))
+        key = key_from_value(team_of(body), str(action.get("value", "")))
         if key is None:
             return
         presser = _field(body.get("user"), "id")
         conversation = await services.conversations.get(key)
-        channel, message_ts = _pressed_on(body)
+        channel, message_ts = pressed_on(body)
         if (
             conversation is None
             or conversation.progress_ts is None
@@ -65,7 +65,7 @@ def register(app: AsyncApp, services: Services) -> None:
     @app.action(RETRY_ACTION)
     async def on_retry(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        key = key_from_value(_team(body), str(action.get("value", "")))
+        key = key_from_value(team_of(body), str(action.get("value", "")))
         if key is not None:
             await research.retry(key)
 
@@ -84,12 +84,12 @@ def _field(value: Any, name: str) -> str:
     return str(value.get(name) or "") if isinstance(value, Mapping) else ""
 
 
-def _team(body: Mapping[str, Any]) -> str:
+def team_of(body: Mapping[str, Any]) -> str:
     # Org-wide installs may leave `team` null; the person's own team is the workspace then.
     return _field(body.get("team"), "id") or _field(body.get("user"), "team_id")
 
 
-def _pressed_on(body: Mapping[str, Any]) -> tuple[str, str]:
+def pressed_on(body: Mapping[str, Any]) -> tuple[str, str]:
     """(channel, message ts) of the message whose button was pressed."""
     container = body.get("container")
     channel = _field(container, "channel_id") or _field(body.get("channel"), "id")

@@ -8,6 +8,7 @@ import math
 from typing import Any, Final
 
 from bot.answers import Answer
+from bot.records import ASK, FOLLOW_UP
 from handlers.render import (
     MARKDOWN_CHUNK,
     SECTION_LIMIT,
@@ -16,6 +17,7 @@ from handlers.render import (
     clip,
     escape,
     escaped,
+    feedback_block,
     split_text,
 )
 
@@ -129,6 +131,7 @@ def footer_blocks(answer: Answer, *, overflow: bool) -> list[dict[str, Any]]:
         )
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
+    blocks.append(feedback_block(answer.model, FOLLOW_UP if answer.follow_up else ASK))
     return blocks
 
 

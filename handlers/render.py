@@ -8,10 +8,14 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from bot.conversation import ConversationKey
+from bot.feedback import REPORT
 from bot.progress import ProgressView, Stage
 from bot.report import Report, numbered
 
 STOP_ACTION: Final = "research_stop"
+FEEDBACK_ACTION: Final = "feedback"
+POSITIVE: Final = "good"
+NEGATIVE: Final = "bad"
 RETRY_ACTION: Final = "research_retry"
 
 # Slack's `markdown` block holds 12,000 characters per message; stay clear of it.
@@ -222,8 +226,51 @@ def report_summary(report: Report, *, canvas_url: str | None = None) -> Message:
             size += len(line) + 1
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    blocks.append(feedback_block(report.model, REPORT))
     text = f"{report.title}: {report.summary}" if report.summary else report.title
     return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks, **NO_UNFURL}
+
+
+def feedback_block(model: str, kind: str) -> dict[str, Any]:
+    """Slack's 👍/👎 buttons; each button's value names what is rated (model and kind), so a
+    press is recorded without looking the message up."""
+
+    def value(verdict: str) -> str:
+        return json.dumps({"v": verdict, "m": model[:100], "k": kind[:20]})
+
+    return {
+        "type": "context_actions",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK_ACTION,
+                "positive_button": {
+                    "text": {"type": "plain_text", "text": "Good response"},
+                    "accessibility_label": "Mark this response as good",
+                    "value": value(POSITIVE),
+                },
+                "negative_button": {
+                    "text": {"type": "plain_text", "text": "Bad response"},
+                    "accessibility_label": "Mark this response as bad",
+                    "value": value(NEGATIVE),
+                },
+            }
+        ],
+    }
+
+
+def parse_feedback(value: str) -> tuple[bool, str, str] | None:
+    """(positive, model, kind) from a feedback button's value; None for anything else."""
+    try:
+        data = json.loads(value)
+        verdict, model, kind = data["v"], data["m"], data["k"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if verdict not in (POSITIVE, NEGATIVE) or not isinstance(model, str):
+        return None
+    if not isinstance(kind, str) or not kind or len(model) > 100 or len(kind) > 20:
+        return None
+    return verdict == POSITIVE, model, kind
 
 
 def fallback_message(message: Message) -> Message:

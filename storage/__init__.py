@@ -15,6 +15,7 @@ from storage.durable import (
     SqlPacing,
     SqlProcesses,
 )
+from storage.feedback import SqlFeedback
 from storage.ledger import SqlUsageLedger
 from storage.workspace_settings import SqlWorkspaceSettings
 
@@ -32,6 +33,7 @@ class Storage:
     inflight: SqlInflightUsage
     kept: SqlKeptQuestions
     pacing: SqlPacing
+    feedback: SqlFeedback
 
     @classmethod
     async def open(cls, url: str) -> Storage:
@@ -49,6 +51,7 @@ class Storage:
             inflight=SqlInflightUsage(db),
             kept=SqlKeptQuestions(db),
             pacing=SqlPacing(db),
+            feedback=SqlFeedback(db),
         )
 
     async def close(self) -> None:

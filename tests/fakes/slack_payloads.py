@@ -418,3 +418,31 @@ def agent_session_stopped(
         "streaming_message_ts": streaming_message_ts or [],
         "event_ts": next_ts(),
     }
+
+
+def feedback_press(
+    message: dict[str, Any], *, positive: bool, user_id: str = "UUSER", team_id: str = "T1"
+) -> dict[str, Any]:
+    """A press of a `feedback_buttons` element in a posted message (as the fake stored it):
+    a `block_actions` whose action is the feedback_buttons element with the pressed button's
+    value, the container naming the message."""
+    for block in message.get("blocks") or []:
+        if block.get("type") != "context_actions":
+            continue
+        for element in block.get("elements") or []:
+            if element.get("type") == "feedback_buttons":
+                button = element["positive_button" if positive else "negative_button"]
+                payload = block_action(
+                    element["action_id"],
+                    button["value"],
+                    user_id=user_id,
+                    channel_id=str(message.get("channel") or "C1"),
+                    message_ts=str(message["ts"]),
+                    thread_ts=message.get("thread_ts"),
+                    team_id=team_id,
+                    block_id=str(block.get("block_id") or "feedback"),
+                )
+                payload["actions"][0]["type"] = "feedback_buttons"
+                payload["actions"][0].pop("text")
+                return payload
+    raise ValueError("the message has no feedback buttons")

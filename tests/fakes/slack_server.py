@@ -40,6 +40,7 @@ MAX_LOADING_MESSAGES = 10
 MAX_SUGGESTED_PROMPTS = 4
 MAX_SESSION_TITLE = 200
 MAX_CANVAS_BYTES = 1024 * 1024
+MAX_CONTEXT_ACTIONS = 5
 SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
 
 
@@ -244,6 +245,20 @@ def block_kit_problems(blocks: Any, *, max_blocks: int = MAX_BLOCKS) -> list[str
         elif kind == "actions":
             for e in block.get("elements") or []:
                 element(where, e)
+        elif kind == "context_actions":
+            elements = block.get("elements") or []
+            if len(elements) > MAX_CONTEXT_ACTIONS:
+                problems.append(f"{where}: {len(elements)} elements > {MAX_CONTEXT_ACTIONS}")
+            for e in elements:
+                if not isinstance(e, dict) or e.get("type") != "feedback_buttons":
+                    continue
+                for side in ("positive_button", "negative_button"):
+                    b = e.get(side)
+                    if not isinstance(b, dict):
+                        problems.append(f"{where}: feedback_buttons without {side}")
+                        continue
+                    over(f"{where} {side} text", _text_of(b.get("text")), 75)
+                    over(f"{where} {side} value", str(b.get("value", "")), 2000)
         elif kind == "input":
             over(f"{where} label", _text_of(block.get("label")), _TEXT_LIMITS["label"])
             over(f"{where} hint", _text_of(block.get("hint")), _TEXT_LIMITS["hint"])
