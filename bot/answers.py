@@ -19,7 +19,7 @@ from bot.metering import MeteredCall, UsageMeter
 from bot.ports import Answers, Conversations, UsageLedger
 from bot.qwen.client import ModelClient
 from bot.qwen.errors import user_sentence
-from bot.qwen.events import StreamError, Usage
+from bot.qwen.events import ANSWER, StreamError, TextDelta, Usage
 from bot.records import ASK, FOLLOW_UP, StoredAnswer, UsageRecord
 from bot.usage import Pricing
 
@@ -50,8 +50,14 @@ NOT_NOW: Final = (
 class AnswerSink(Protocol):
     """Where one answer goes: a command's response URL, or a research thread."""
 
-    async def thinking(self, question: str, model: str) -> None:
-        """Show that the model is working; best effort, never raises."""
+    async def thinking(self, question: str, model: str, asker: str = "") -> None:
+        """Show that the model is working (for `asker`, who gets the answer); best effort,
+        never raises."""
+        ...
+
+    async def partial(self, text: str) -> None:
+        """More of the answer as the model writes it (a sink may stream it); best effort,
+        never raises. `deliver` still gets the whole answer and posts whatever this did not."""
         ...
 
     async def deliver(self, answer: Answer) -> None:
@@ -148,7 +154,7 @@ class AnswerService:
             budget=options.budget,
             default_budget=self._config.thinking_budget,
         )
-        await sink.thinking(options.question, model)
+        await sink.thinking(options.question, model, request.user_id)
         await self._answer(
             StoredAnswer(
                 id=self._new_id(),
@@ -189,7 +195,7 @@ class AnswerService:
             system={"role": "system", "content": follow_up_system(conversation.references)},
         )
         plan = thinking.plan(model, messages, default_budget=self._config.thinking_budget)
-        await sink.thinking(question, model)
+        await sink.thinking(question, model, user_id)
         await self._answer(
             StoredAnswer(
                 id=self._new_id(),
@@ -254,6 +260,8 @@ class AnswerService:
                 result.apply(event)
                 if isinstance(event, Usage):
                     call.see(event)
+                elif isinstance(event, TextDelta) and event.phase == ANSWER and event.text:
+                    await sink.partial(event.text)
         except asyncio.CancelledError:
             await self._record(draft, result, call)  # the tokens were spent even so
             raise

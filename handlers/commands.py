@@ -7,15 +7,16 @@ import logging
 from typing import Any, Final
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.answers import AskRequest
+from bot.answers import AnswerSink, AskRequest
 from bot.conversation import ConversationKey
 from bot.flags import FlagError, parse_ask
 from bot.research import MAX_MESSAGE_CHARS
 from bot.services import Services
-from handlers.answer_sinks import ResponseUrlSink
+from handlers.answer_render import question_block
+from handlers.answer_sinks import ResponseUrlSink, SlackThreadAnswerSink
 from handlers.events import has_substance, unescape
 from handlers.help import HELP, help_blocks
 from handlers.render import SECTION_LIMIT, TEXT_LIMIT, escape, escaped, split_text
@@ -36,7 +37,7 @@ USAGE_FAILED: Final = "I couldn't read the usage figures just now. Please try ag
 
 def register(app: AsyncApp, services: Services) -> None:
     @app.command("/ask")
-    async def on_ask(ack: AsyncAck, command: dict[str, Any]) -> None:
+    async def on_ask(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient) -> None:
         try:
             # Slack sends the text HTML-escaped: undone once here, escaped once on the way
             # back when the question is quoted.
@@ -48,7 +49,11 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         await ack()
         user = command.get("user_id", "")
-        sink = ResponseUrlSink(command["response_url"], asker=user, private=options.private)
+        sink: AnswerSink | None = None
+        if not options.private:
+            sink = await _answer_thread(client, command, options.question)
+        if sink is None:  # private, or a conversation the bot cannot post in
+            sink = ResponseUrlSink(command["response_url"], asker=user, private=options.private)
         request = AskRequest(
             team_id=command.get("team_id", ""),
             user_id=user,
@@ -93,6 +98,27 @@ def register(app: AsyncApp, services: Services) -> None:
         else:
             await ack()
             await _start_research(services, command, text, respond, client)
+
+
+async def _answer_thread(
+    client: AsyncWebClient, command: dict[str, Any], question: str
+) -> SlackThreadAnswerSink | None:
+    """Where the bot can post: the question as a message, its answer streamed into that
+    message's thread. None where it cannot (a channel it has not joined, someone else's DM):
+    the command's response URL answers there, as whole messages."""
+    user, channel = command.get("user_id", ""), command.get("channel_id", "")
+    blocks = [question_block(user, question)]
+    message = {"text": f"Question: {escaped(question, TEXT_LIMIT - 10)}", "blocks": blocks}
+    try:
+        root = await post_message(client, message, channel=channel, thread_ts=None)
+    except SlackApiError as exc:
+        logger.info("answering /ask through its response URL: %s", exc.response.get("error"))
+        return None
+    except (SlackClientError, OSError):
+        logger.warning("answering /ask through its response URL", exc_info=True)
+        return None
+    key = ConversationKey(command.get("team_id", ""), channel, str(root["ts"]))
+    return SlackThreadAnswerSink(client, key)
 
 
 async def _start_research(

@@ -5,7 +5,6 @@ research stage, and the run as an agent session that Slack's own Stop ends."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 from bot.conversation import ConversationKey, State
 from handlers.assistant import SUGGESTED_PROMPTS
@@ -153,10 +152,10 @@ async def test_the_suggested_usage_and_quick_answer_prompts(bot: Harness) -> Non
 
     bot.dashscope.enqueue(thinking_script(["Think."], ["RAG retrieves; fine-tuning trains."]))
     await bot.send_event(dm("ask: What is the difference between RAG and fine-tuning?", thread))
-    [answer] = await bot.slack.wait_for_call(
-        "chat.postMessage", lambda c: "RAG retrieves" in json.dumps(c.args)
-    )
-    assert answer.args["thread_ts"] == thread
+    # Streamed into the thread as it is written (a DM: no recipient needed, but given).
+    [stopped] = await bot.slack.wait_for_call("chat.stopStream")
+    answer = bot.slack.messages[stopped.args["ts"]]
+    assert answer["thread_ts"] == thread and answer["text"] == "RAG retrieves; fine-tuning trains."
     body = bot.dashscope.requests[0].body
     assert body["input"]["messages"][-1]["content"] == (
         "What is the difference between RAG and fine-tuning?"

@@ -4,14 +4,27 @@ kind and the workspace, and the Home tab shows admins the share of 👍 this mon
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+from bot.feedback import FeedbackShare
 from tests.conftest import Harness
 from tests.fakes.dashscope_server import thinking_script
 from tests.fakes.slack_payloads import event_callback, feedback_press, next_ts
 from tests.fakes.slack_server import block_kit_problems
 from tests.test_e2e_answers import slash
 from tests.test_e2e_canvas import research
+
+
+async def rated(bot: Harness, *, positive: int, total: int) -> list[FeedbackShare]:
+    """The workspace's ratings once they add up to `total` with `positive` 👍 (a press is
+    recorded after its acknowledgement)."""
+    async with asyncio.timeout(10):
+        while True:
+            shares = await bot.services.feedback.shares("T1", since=0)
+            if (sum(s.positive for s in shares), sum(s.total for s in shares)) == (positive, total):
+                return shares
+            await asyncio.sleep(0.05)
 
 
 async def home_of(bot: Harness, user: str) -> str:
@@ -36,9 +49,11 @@ async def test_a_report_rating_is_kept_once_per_person_and_shown_to_admins(bot: 
     assert not block_kit_problems(posted["blocks"])
 
     await bot.send(feedback_press(posted, positive=True), "interactive")
+    await rated(bot, positive=1, total=1)
     await bot.send(feedback_press(posted, positive=False), "interactive")  # changed their mind
+    await rated(bot, positive=0, total=1)
     await bot.send(feedback_press(posted, positive=True, user_id="UADMIN"), "interactive")
-    [share] = await bot.services.feedback.shares("T1", since=0)
+    [share] = await rated(bot, positive=1, total=2)
     assert (share.model, share.kind, share.positive, share.total) == (
         "qwen-deep-research",
         "report",
@@ -63,7 +78,7 @@ async def test_a_quick_answer_carries_the_buttons_and_a_press_is_recorded(bot: H
     shown = {"channel": "C1", "ts": next_ts(), "blocks": blocks}
     for _ in range(2):  # the same press twice is one rating
         await bot.send(feedback_press(shown, positive=True), "interactive")
-    [share] = await bot.services.feedback.shares("T1", since=0)
+        [share] = await rated(bot, positive=1, total=1)
     assert (share.model, share.kind, share.positive, share.total) == ("qwen-plus", "ask", 1, 1)
 
 
@@ -92,4 +107,5 @@ async def test_a_forged_press_records_nothing(bot: Harness) -> None:
         ],
     }
     await bot.send(feedback_press(shown, positive=True), "interactive")
+    await asyncio.sleep(0.3)  # time for a wrongful record to show
     assert await bot.services.feedback.shares("T1", since=0) == []

@@ -316,6 +316,14 @@ class FakeSlack:
         self.canvases: dict[str, dict[str, Any]] = {}  # canvas id -> title, markdown, channel
         # A free workspace: canvases only with a channel_id (tabbed in that channel).
         self.free_plan = False
+        # Channels the bot has not joined: posting there answers not_in_channel.
+        self.outside_channels: set[str] = set()
+        # Chat streaming as seen in practice: a stream expires about five minutes after it
+        # started and a message takes about 11 KB of streamed text.
+        self.stream_seconds = 300.0
+        self.stream_max_bytes = 11_000
+        self.streams: dict[str, list[str]] = {}  # ts -> the markdown_text pieces, in order
+        self.streaming = True  # False: a workspace where chat.startStream is not offered
 
         self.port = 0
         self.api_url = ""
@@ -342,6 +350,9 @@ class FakeSlack:
             "assistant.threads.setTitle": self._assistant_set_title,
             "agents.sessions.setStatus": self._agents_sessions_set_status,
             "canvases.create": self._canvases_create,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
             "files.info": self._files_info,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
@@ -687,8 +698,13 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    def _check_member(self, channel: str) -> None:
+        if channel in self.outside_channels:
+            raise SlackError("not_in_channel")
+
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         _check_message(args)
+        self._check_member(str(args["channel"]))
         self._check_strict(args.get("blocks"))
         if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):
             raise SlackError("no_text")
@@ -860,9 +876,9 @@ class FakeSlack:
             ),
             key=lambda m: m["ts"],
         )
-        hidden = (
-            {"channel"} if _truthy(args.get("include_all_metadata")) else {"channel", "metadata"}
-        )
+        hidden = {"channel", "streaming", "stream_started"}
+        if not _truthy(args.get("include_all_metadata")):
+            hidden.add("metadata")
         messages = [
             {"type": "message", **{k: v for k, v in m.items() if v is not None and k not in hidden}}
             for m in thread
@@ -922,6 +938,73 @@ class FakeSlack:
                 }
             )
         return {"files": result}
+
+    def _chat_start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = str(args.get("channel") or ""), args.get("thread_ts")
+        if not channel or not thread_ts:
+            raise SlackError("invalid_arguments")
+        if args.get("markdown_text") and args.get("chunks"):
+            raise SlackError("invalid_arguments")  # one or the other per request
+        if not channel.startswith("D"):  # outside DMs, the stream needs its recipient
+            if not args.get("recipient_team_id"):
+                raise SlackError("missing_recipient_team_id")
+            if not args.get("recipient_user_id"):
+                raise SlackError("missing_recipient_user_id")
+        self._check_member(channel)
+        if not self.streaming:
+            raise SlackError("feature_not_enabled")
+        text = str(args.get("markdown_text") or "")
+        if len(text.encode()) > self.stream_max_bytes:
+            raise SlackError("msg_too_long")
+        ts = next_ts()
+        self.messages[ts] = {
+            "channel": channel,
+            "ts": ts,
+            "text": text,
+            "blocks": None,
+            "thread_ts": thread_ts,
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "streaming": True,
+            "stream_started": time.monotonic(),
+        }
+        self.streams[ts] = [text] if text else []
+        return {"channel": channel, "ts": ts}
+
+    def _streaming(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.messages.get(str(args.get("ts") or ""))
+        if msg is None or msg["channel"] != args.get("channel"):
+            raise SlackError("message_not_found")
+        expired = time.monotonic() - msg.get("stream_started", 0.0) > self.stream_seconds
+        if not msg.get("streaming") or expired:
+            msg["streaming"] = False
+            raise SlackError("message_not_in_streaming_state")
+        return msg
+
+    def _stream_append(self, msg: dict[str, Any], args: dict[str, Any]) -> None:
+        text = str(args.get("markdown_text") or "")
+        if len((msg["text"] + text).encode()) > self.stream_max_bytes:
+            raise SlackError("msg_too_long")
+        if text:
+            msg["text"] += text
+            self.streams[msg["ts"]].append(text)
+
+    def _chat_append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self._streaming(args)
+        if not args.get("markdown_text") and not args.get("chunks"):
+            raise SlackError("no_text")
+        self._stream_append(msg, args)
+        return {"channel": msg["channel"], "ts": msg["ts"]}
+
+    def _chat_stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self._streaming(args)
+        _check_blocks(args.get("blocks"))
+        self._check_strict(args.get("blocks"))
+        self._stream_append(msg, args)
+        msg["streaming"] = False
+        if args.get("blocks"):
+            msg["blocks"] = args["blocks"]
+        return {"channel": msg["channel"], "ts": msg["ts"], "message": {"text": msg["text"]}}
 
     def _canvases_create(self, args: dict[str, Any]) -> dict[str, Any]:
         # JSON body: title, document_content {type: "markdown", markdown}, channel_id.
