@@ -14,6 +14,7 @@ from handlers import (
     feedback,
     home,
     settings,
+    shortcuts,
 )
 
 
@@ -26,3 +27,4 @@ def register_all(app: AsyncApp, services: Services) -> None:
     commands.register(app, services)
     home.register(app, services)
     settings.register(app, services)
+    shortcuts.register(app, services)

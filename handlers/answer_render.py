@@ -24,6 +24,8 @@ from handlers.render import (
 SHOW_REASONING_ACTION: Final = "answer_show_reasoning"
 SHOW_ANSWER_ACTION: Final = "answer_show_full"
 RESEARCH_DEEPER_ACTION: Final = "answer_research_deeper"
+SHARE_ACTION: Final = "answer_share"  # on a private /ask answer: post it in the channel
+MAX_SHARED_MESSAGES: Final = 3
 # Two ids: the action ids in one actions block must differ.
 PREVIOUS_PAGE_ACTION: Final = "answer_view_previous"
 NEXT_PAGE_ACTION: Final = "answer_view_next"
@@ -69,7 +71,9 @@ def notice_message(sentence: str, *, asker: str = "", question: str = "") -> Mes
     return {"text": escaped(sentence, TEXT_LIMIT), "blocks": blocks}
 
 
-def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[Message]:
+def answer_messages(
+    answer: Answer, *, quote: bool, max_messages: int, share: bool = False
+) -> list[Message]:
     """The answer in as many messages as it needs, up to `max_messages`; beyond that the last
     message says how much is left and offers the whole answer in a modal."""
     parts = answer_parts(answer.text)
@@ -91,8 +95,29 @@ def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[M
                 "messages can hold here. Press *Show full answer* to read all of it."
             )
         )
-    tail += footer_blocks(answer, overflow=overflow)
+    tail += footer_blocks(answer, overflow=overflow, share=share)
     messages[-1]["blocks"] += tail
+    return messages
+
+
+def shared_messages(asker: str, question: str, text: str, model: str, kind: str) -> list[Message]:
+    """A private answer its asker shared in the channel: the question quoted, the answer, who
+    shared it; an answer too long for a few messages is cut with a note, never silently."""
+    parts = answer_parts(text)
+    shown = parts[:MAX_SHARED_MESSAGES]
+    messages: list[Message] = []
+    for i, part in enumerate(shown):
+        blocks: list[dict[str, Any]] = [question_block(asker, question)] if i == 0 else []
+        blocks.append({"type": "markdown", "text": part})
+        messages.append({"text": escaped(part, TEXT_LIMIT), "blocks": blocks})
+    facts = f"Shared by <@{asker}> · `{escaped(model, 100)}`"
+    if len(parts) > len(shown):
+        left = len(text) - sum(len(p) for p in shown)
+        facts += f" · about {left:,} more characters are not shown"
+    messages[-1]["blocks"] += [
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": facts}]},
+        feedback_block(model, kind),
+    ]
     return messages
 
 
@@ -106,7 +131,7 @@ def file_message(answer: Answer) -> Message:
     return {"text": f"Answer to: {escaped(answer.question, 200)}", "blocks": blocks}
 
 
-def footer_blocks(answer: Answer, *, overflow: bool) -> list[dict[str, Any]]:
+def footer_blocks(answer: Answer, *, overflow: bool, share: bool = False) -> list[dict[str, Any]]:
     stats = answer.stats
     facts = [f"`{answer.model}`", "thought first" if answer.thinking else "no thinking"]
     if stats.input_tokens or stats.output_tokens:
@@ -129,6 +154,8 @@ def footer_blocks(answer: Answer, *, overflow: bool) -> list[dict[str, Any]]:
         buttons.append(
             button(RESEARCH_DEEPER_ACTION, "Research this deeper", answer.id, primary=True)
         )
+    if share:
+        buttons.append(button(SHARE_ACTION, "Share in channel", answer.id))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     blocks.append(feedback_block(answer.model, FOLLOW_UP if answer.follow_up else ASK))

@@ -64,7 +64,12 @@ class ResponseUrlSink:
         """A response URL takes whole messages only (five per command)."""
 
     async def deliver(self, answer: Answer) -> None:
-        messages = render.answer_messages(answer, quote=True, max_messages=MAX_RESPONSE_MESSAGES)
+        messages = render.answer_messages(
+            answer,
+            quote=True,
+            max_messages=MAX_RESPONSE_MESSAGES,
+            share=self._response_type == "ephemeral",
+        )
         for i, message in enumerate(messages):
             # The first part takes the place of the status, so the channel sees one answer.
             replace = i == 0 and self._status_shown

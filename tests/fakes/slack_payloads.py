@@ -446,3 +446,29 @@ def feedback_press(
                 payload["actions"][0].pop("text")
                 return payload
     raise ValueError("the message has no feedback buttons")
+
+
+def message_shortcut(
+    callback_id: str,
+    message: dict[str, Any],
+    *,
+    user_id: str = "UUSER",
+    channel_id: str = "C1",
+    team_id: str = "T1",
+) -> dict[str, Any]:
+    """A `message_action` payload: someone used a message shortcut on `message`."""
+    return {
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": team_id, "domain": "test"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id},
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": _trigger_id(),
+        "response_url": f"https://hooks.slack.com/app/{team_id}/1/fake",
+        "message_ts": message["ts"],
+        "message": {"type": "message", **message},
+    }

@@ -868,6 +868,7 @@ class FakeSlack:
         channel, ts = args.get("channel", ""), args.get("ts", "")
         if not channel or not ts:
             raise SlackError("invalid_arguments")
+        self._check_member(str(channel))
         thread = sorted(
             (
                 m
