@@ -112,6 +112,18 @@ class FeedbackRatings(Protocol):
         ...
 
 
+class Languages(Protocol):
+    """Which language each person reads ("en", "zh", "ja"): the Slack glue knows."""
+
+    def note_starter(self, key: ConversationKey, user_id: str) -> None: ...
+
+    async def of_thread(self, key: ConversationKey) -> str:
+        """The language of the person who started the thread's conversation."""
+        ...
+
+    async def language(self, user_id: str) -> str: ...
+
+
 class DeliveryClaims(Protocol):
     async def claim(self, key: str, holder: str = "") -> bool:
         """True the first time `key` is claimed, by any process, and again for the same

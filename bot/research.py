@@ -25,6 +25,7 @@ from bot.conversation import (
     StaleConversation,
     State,
 )
+from bot.i18n import N_
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
 from bot.metering import MeteredCall, UsageMeter
@@ -57,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS: Final = 8000
 
-HOW_TO: Final = (
+HOW_TO: Final = N_(
     "Mention me with a topic to start a research conversation, for example: "
     "`@Qwen Deep Research the use of AI in education`. I'll ask one clarifying question "
     "in the thread, then research and post a report."
@@ -65,14 +66,14 @@ HOW_TO: Final = (
 TOO_LONG: Final = (
     f"That message is too long for me: please keep it under {MAX_MESSAGE_CHARS:,} characters."
 )
-STILL_RUNNING: Final = (
+STILL_RUNNING: Final = N_(
     "Research is still running in this thread. Please wait for the report, or press Stop on "
     "the progress message to end it."
 )
-KEPT_FOR_LATER: Final = (
+KEPT_FOR_LATER: Final = N_(
     "Research is still running in this thread. I'll answer this once the report is in."
 )
-NOT_FINISHED: Final = "The last run in this thread did not finish. Press Retry to run it again."
+NOT_FINISHED: Final = N_("The last run in this thread did not finish. Press Retry to run it again.")
 STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended before finishing")
 
 
@@ -914,12 +915,12 @@ def _log_model_error(key: ConversationKey, error: StreamError) -> None:
     )
 
 
-_STOPPED: Final = "Research stopped. Nothing more will be spent on this run."
-_INTERRUPTED: Final = (
+_STOPPED: Final = N_("Research stopped. Nothing more will be spent on this run.")
+_INTERRUPTED: Final = N_(
     "The research run in this thread was interrupted because the bot restarted. "
     "Press Retry to run it again."
 )
-_RESTARTING: Final = "I'm restarting right now. Please try again in a minute."
+_RESTARTING: Final = N_("I'm restarting right now. Please try again in a minute.")
 _BUDGET_HELD: Final = "This workspace's token budget can't take more work right now."
 _QUEUED: Final = (
     "Your research is queued: it is {position} in line for this workspace, behind research "
@@ -993,11 +994,11 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-_RESUMING: Final = (
+_RESUMING: Final = N_(
     "The bot restarted while this research was running, so I'm running it again from the "
     "start. (This happens once by itself; if it is cut again, you'll get a Retry button.)"
 )
-_CRASHED: Final = (
+_CRASHED: Final = N_(
     "Something went wrong on my side during this research. Nothing more is being spent on "
     "it; press Retry to run it again."
 )

@@ -38,6 +38,7 @@ from handlers.app import (
 )
 from handlers.events import replayer
 from handlers.files import SlackFiles
+from handlers.i18n import UserLanguages
 from handlers.slack_sink import slack_sinks
 from storage import Storage
 from storage.database import StorageError
@@ -104,6 +105,7 @@ class BotRuntime:
                 session=session,
                 retry=self._model_retry,
             )
+            languages = UserLanguages(client, storage.conversations)
             budget = BudgetGuard(storage.ledger, settings.workspace_monthly_token_budget)
             process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             meter = UsageMeter(inflight=storage.inflight, owner=process_id, budget=budget)
@@ -132,7 +134,7 @@ class BotRuntime:
                 kept=storage.kept,
                 meter=meter,
                 model=model,
-                sinks=slack_sinks(client),
+                sinks=slack_sinks(client, languages),
                 pricing=settings.pricing,
                 config=ResearchConfig(
                     model=settings.research_model,
@@ -166,6 +168,7 @@ class BotRuntime:
                 files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
                 settings=workspace_settings,
                 feedback=storage.feedback,
+                languages=languages,
             )
             app = build_app(settings, self.services, client)
             self._supervisor = Supervisor(

@@ -20,11 +20,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.answers import AskRequest
 from bot.conversation import ConversationKey
 from bot.flags import FlagError, parse_ask
+from bot.i18n import N_
 from bot.images import Image
 from bot.services import Services
+from handlers.actions import WHO_CAN_STOP
 from handlers.admins import is_workspace_admin
 from handlers.answer_sinks import SlackThreadAnswerSink
 from handlers.help import HELP, help_blocks
+from handlers.i18n import Translations, translations
 from handlers.render import clip, one_line
 from handlers.slack_sink import ACTIVE, SlackThreadSink, post_message, set_session
 from handlers.usage_render import usage_message
@@ -35,24 +38,24 @@ logger = logging.getLogger(__name__)
 QUICK_PREFIX: Final = "ask:"
 USAGE_WORD: Final = "usage"
 HELP_WORD: Final = "help"
-PROMPTS_TITLE: Final = "Research something, or ask a quick question:"
+PROMPTS_TITLE: Final = N_("Research something, or ask a quick question:")
 # Up to four; a prompt's `message` is sent as the user's message when it is picked.
 SUGGESTED_PROMPTS: Final = (
     {
-        "title": "Research a topic",
-        "message": "Research the state of solid-state batteries in electric cars",
+        "title": N_("Research a topic"),
+        "message": N_("Research the state of solid-state batteries in electric cars"),
     },
     {
-        "title": "Quick answer",
-        "message": f"{QUICK_PREFIX} What is the difference between RAG and fine-tuning?",
+        "title": N_("Quick answer"),
+        "message": N_("ask: What is the difference between RAG and fine-tuning?"),
     },
-    {"title": "My workspace's usage", "message": USAGE_WORD},
-    {"title": "How to use this", "message": HELP_WORD},
+    # The words the bot recognises stay as they are in every language.
+    {"title": N_("My workspace's usage"), "message": USAGE_WORD},
+    {"title": N_("How to use this"), "message": HELP_WORD},
 )
 TITLE_CHARS: Final = 60
-USAGE_FAILED: Final = "I couldn't read the usage figures just now. Please try again in a minute."
-STOP_REFUSED: Final = (
-    "Only <@{starter}>, who started this research, or a workspace admin can stop it."
+USAGE_FAILED: Final = N_(
+    "I couldn't read the usage figures just now. Please try again in a minute."
 )
 
 Entry = Callable[..., Awaitable[None]]
@@ -65,12 +68,13 @@ def register(app: AsyncApp, services: Services) -> None:
         channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
         if not channel or not thread_ts:
             return
+        t = translations(await services.languages.language(str(thread.get("user_id") or "")))
         try:
             await client.assistant_threads_setSuggestedPrompts(
                 channel_id=channel,
                 thread_ts=thread_ts,
-                title=PROMPTS_TITLE,
-                prompts=[dict(p) for p in SUGGESTED_PROMPTS],
+                title=t.gettext(PROMPTS_TITLE),
+                prompts=suggested_prompts(t),
             )
         except SlackApiError as exc:
             logger.info("suggested prompts not set: %s", exc.response.get("error"))
@@ -97,10 +101,15 @@ def register(app: AsyncApp, services: Services) -> None:
             admin = await is_workspace_admin(client, presser)
             if admin is not True:
                 logger.info("refused a session stop by %s in %s", presser, key)
-                await _tell(client, key, presser, STOP_REFUSED.format(starter=conversation.user_id))
+                sentence = WHO_CAN_STOP.format(starter=conversation.user_id)
+                await _tell(client, key, presser, sentence)
                 return
         if not await services.research.stop(key):
             await set_session(client, key, ACTIVE)
+
+
+def suggested_prompts(t: Translations) -> list[dict[str, str]]:
+    return [{k: t.gettext(v) for k, v in p.items()} for p in SUGGESTED_PROMPTS]
 
 
 def entry(services: Services, client: AsyncWebClient, *, titled: bool) -> Entry:
@@ -121,7 +130,8 @@ def entry(services: Services, client: AsyncWebClient, *, titled: bool) -> Entry:
         if word == USAGE_WORD and not images:
             await _post_usage(services, client, key)
         elif word == HELP_WORD and not images:
-            await _post(client, key, {"text": HELP, "blocks": help_blocks()})
+            t = translations(await services.languages.language(user_id))
+            await _post(client, key, {"text": t.gettext(HELP), "blocks": help_blocks(t)})
         elif word.startswith(QUICK_PREFIX) and not images:
             await _quick_answer(services, client, key, user_id, text.strip()[len(QUICK_PREFIX) :])
         else:
@@ -154,7 +164,7 @@ async def _post_usage(services: Services, client: AsyncWebClient, key: Conversat
         usage = await services.usage.workspace(key.team_id)
     except Exception:
         logger.exception("usage figures for %s failed", key.team_id)
-        await SlackThreadSink(client, key).post_notice(USAGE_FAILED)
+        await SlackThreadSink(client, key, services.languages).post_notice(USAGE_FAILED)
         return
     await _post(client, key, usage_message(usage))
 

@@ -19,6 +19,7 @@ from handlers.answer_render import question_block
 from handlers.answer_sinks import ResponseUrlSink, SlackThreadAnswerSink
 from handlers.events import has_substance, unescape
 from handlers.help import HELP, help_blocks
+from handlers.i18n import translations
 from handlers.render import SECTION_LIMIT, TEXT_LIMIT, escape, escaped, split_text
 from handlers.settings import open_settings
 from handlers.slack_sink import post_message
@@ -70,7 +71,8 @@ def register(app: AsyncApp, services: Services) -> None:
         word = text.lower()
         team = command.get("team_id", "")
         if word in ("", "help") or not has_substance(text):
-            await ack(text=HELP, blocks=help_blocks())
+            t = translations(await services.languages.language(command.get("user_id", "")))
+            await ack(text=t.gettext(HELP), blocks=help_blocks(t))
         elif word == "usage":
             await ack()
             try:

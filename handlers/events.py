@@ -146,6 +146,7 @@ def register(app: AsyncApp, services: Services) -> None:
         claim = _message_claim(key, event)
         if not await services.claims.claim(claim, holder=str(body.get("event_id") or "")):
             return
+        services.languages.note_starter(key, str(event.get("user") or ""))
         raw = event.get("text")
         text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
         async with _guarded(client, key):

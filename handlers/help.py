@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-HELP: Final = """*Qwen Deep Research: how to use it*
+from bot.i18n import N_
+from handlers.i18n import ENGLISH_TEXT, Translations
+
+HELP: Final = N_("""*Qwen Deep Research: how to use it*
 *Research*
 • `/research <topic>` in a channel, or mention me with a topic: `@Qwen Deep Research the use of \
 AI in education`. In a direct message with me, just write the topic.
@@ -27,8 +30,8 @@ model and top users (only you see it). The same is on my Home tab.
 • `/research settings` (workspace admins and owners): the research model, report length, \
 whether I ask a clarifying question first, and an MCP server for the snapshot model. They \
 apply to new conversations; my Home tab shows them.
-• `/research help`: this text."""
+• `/research help`: this text.""")
 
 
-def help_blocks() -> list[dict[str, Any]]:
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": HELP}}]
+def help_blocks(t: Translations = ENGLISH_TEXT) -> list[dict[str, Any]]:
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": t.gettext(HELP)}}]

@@ -17,6 +17,7 @@ from bot.workspace_settings import WorkspaceSettings
 from handlers.admins import is_workspace_admin
 from handlers.feedback import feedback_blocks
 from handlers.help import help_blocks
+from handlers.i18n import ENGLISH_TEXT, Translations, translations
 from handlers.settings_render import home_blocks
 from handlers.usage_render import usage_blocks
 
@@ -67,7 +68,8 @@ async def publish_home(client: AsyncWebClient, services: Services, team: str, us
         except Exception:
             logger.exception("feedback figures for the Home tab of %s failed", team)
     try:
-        await client.views_publish(user_id=user, view=home_view(usage, settings_part))
+        t = translations(await services.languages.language(user))
+        await client.views_publish(user_id=user, view=home_view(usage, settings_part, t=t))
     except SlackApiError as exc:
         if exc.response.get("error") not in ("invalid_arguments", "invalid_blocks"):
             raise
@@ -81,8 +83,9 @@ def home_view(
     settings: list[dict[str, Any]] | None = None,
     *,
     unavailable: bool = False,
+    t: Translations = ENGLISH_TEXT,
 ) -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = help_blocks()
+    blocks: list[dict[str, Any]] = help_blocks(t)
     if unavailable:
         blocks.append({"type": "divider"})
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": PARTS_UNAVAILABLE}})

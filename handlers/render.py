@@ -9,8 +9,11 @@ from urllib.parse import quote, urlsplit
 
 from bot.conversation import ConversationKey
 from bot.feedback import REPORT
+from bot.i18n import N_
 from bot.progress import ProgressView, Stage
 from bot.report import Report, numbered
+from handlers.i18n import ENGLISH_TEXT as ENGLISH
+from handlers.i18n import Translations
 
 STOP_ACTION: Final = "research_stop"
 FEEDBACK_ACTION: Final = "feedback"
@@ -29,15 +32,15 @@ MAX_LINKED_URL: Final = 1000  # a longer reference URL is shown without a link
 FALLBACK_SENTENCE: Final = "I couldn't show this message in Slack."
 
 _STAGE_LINES: Final[dict[Stage, str]] = {
-    Stage.CLARIFYING: ":hourglass_flowing_sand: Reading your request…",
-    Stage.STARTING: ":hourglass_flowing_sand: Starting the research…",
-    Stage.PLANNING: ":memo: Planning the research…",
-    Stage.SEARCHING: ":mag: Searching the web…",
-    Stage.WRITING: ":writing_hand: Writing the report…",
-    Stage.DONE: ":white_check_mark: Research complete. The report is below.",
-    Stage.STOPPED: ":black_square_for_stop: Research stopped.",
-    Stage.FAILED: ":warning: Research did not finish.",
-    Stage.UNDELIVERED: ":warning: Research complete, but the report is not in this thread yet.",
+    Stage.CLARIFYING: N_(":hourglass_flowing_sand: Reading your request…"),
+    Stage.STARTING: N_(":hourglass_flowing_sand: Starting the research…"),
+    Stage.PLANNING: N_(":memo: Planning the research…"),
+    Stage.SEARCHING: N_(":mag: Searching the web…"),
+    Stage.WRITING: N_(":writing_hand: Writing the report…"),
+    Stage.DONE: N_(":white_check_mark: Research complete. The report is below."),
+    Stage.STOPPED: N_(":black_square_for_stop: Research stopped."),
+    Stage.FAILED: N_(":warning: Research did not finish."),
+    Stage.UNDELIVERED: N_(":warning: Research complete, but the report is not in this thread yet."),
 }
 
 Message = dict[str, Any]
@@ -46,30 +49,30 @@ Message = dict[str, Any]
 # it (at most 10), following the stage. Ending stages clear the line.
 _STATUS_LINES: Final[dict[Stage, tuple[str, tuple[str, ...]]]] = {
     Stage.CLARIFYING: (
-        "is reading your request…",
-        ("Reading your request…", "Thinking of a question to ask you…"),
+        N_("is reading your request…"),
+        (N_("Reading your request…"), N_("Thinking of a question to ask you…")),
     ),
-    Stage.STARTING: ("is starting the research…", ("Starting the research…",)),
+    Stage.STARTING: (N_("is starting the research…"), (N_("Starting the research…"),)),
     Stage.PLANNING: (
-        "is planning the research…",
-        ("Planning the research…", "Working out what to look for…"),
+        N_("is planning the research…"),
+        (N_("Planning the research…"), N_("Working out what to look for…")),
     ),
     Stage.SEARCHING: (
-        "is searching the web…",
-        ("Searching the web…", "Reading sources…", "Comparing what the sources say…"),
+        N_("is searching the web…"),
+        (N_("Searching the web…"), N_("Reading sources…"), N_("Comparing what the sources say…")),
     ),
     Stage.WRITING: (
-        "is writing the report…",
-        ("Writing the report…", "Citing the sources…", "Checking the report…"),
+        N_("is writing the report…"),
+        (N_("Writing the report…"), N_("Citing the sources…"), N_("Checking the report…")),
     ),
 }
 RUNNING_STAGES: Final = frozenset(_STATUS_LINES) - {Stage.CLARIFYING}
 
 
-def thread_status(stage: Stage) -> tuple[str, list[str]]:
+def thread_status(stage: Stage, t: Translations = ENGLISH) -> tuple[str, list[str]]:
     """(status, loading messages) for `stage`; ("", []) clears the line."""
     status, loading = _STATUS_LINES.get(stage, ("", ()))
-    return status, list(loading)
+    return (t.gettext(status) if status else ""), [t.gettext(m) for m in loading]
 
 
 # Summaries and progress carry links (sources, the report); Slack would unfurl them into
@@ -101,8 +104,10 @@ def duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def progress_message(view: ProgressView, key: ConversationKey) -> Message:
-    headline = _STAGE_LINES[view.stage]
+def progress_message(
+    view: ProgressView, key: ConversationKey, *, t: Translations = ENGLISH
+) -> Message:
+    headline = t.gettext(_STAGE_LINES[view.stage])
     lines = [f"*{headline}*"]
     if view.round and view.stage in (Stage.SEARCHING, Stage.WRITING):
         round_line = f"Search round {view.round}"
@@ -125,7 +130,7 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
                     {
                         "type": "button",
                         "action_id": STOP_ACTION,
-                        "text": {"type": "plain_text", "text": "Stop"},
+                        "text": {"type": "plain_text", "text": t.gettext(N_("Stop"))},
                         "style": "danger",
                         "value": key_value(key),
                     }
@@ -135,7 +140,9 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
     return {"text": f"{headline} ({', '.join(facts)})", "blocks": blocks, **NO_UNFURL}
 
 
-def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Message:
+def notice_message(
+    sentence: str, key: ConversationKey, *, retry: bool, t: Translations = ENGLISH
+) -> Message:
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": escaped(sentence, SECTION_LIMIT)}}
     ]
@@ -147,7 +154,7 @@ def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Messa
                     {
                         "type": "button",
                         "action_id": RETRY_ACTION,
-                        "text": {"type": "plain_text", "text": "Retry"},
+                        "text": {"type": "plain_text", "text": t.gettext(N_("Retry"))},
                         "style": "primary",
                         "value": key_value(key),
                     }

@@ -9,10 +9,12 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.ports import Languages
 from bot.progress import ProgressView, Stage
 from bot.report import Delivery, Report
 from bot.sink import FILE, MESSAGE, SUMMARY, DeliveryFailed, SinkFactory
 from handlers import render
+from handlers.i18n import Translations, translations
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +69,21 @@ async def post_message(
 
 
 class SlackThreadSink:
-    def __init__(self, client: AsyncWebClient, key: ConversationKey) -> None:
+    def __init__(
+        self, client: AsyncWebClient, key: ConversationKey, languages: Languages | None = None
+    ) -> None:
         self._client = client
         self._key = key
+        self._languages = languages
+        self._t: Translations | None = None
         self._session_open = False
+
+    async def _translations(self) -> Translations:
+        """The thread's language: its conversation starter's (looked up once per sink)."""
+        if self._t is None:
+            language = await self._languages.of_thread(self._key) if self._languages else "en"
+            self._t = translations(language)
+        return self._t
 
     async def post_markdown(self, text: str, *, marker: str = "") -> str:
         ts = ""
@@ -83,10 +96,12 @@ class SlackThreadSink:
         return ts
 
     async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
-        await self._post(render.notice_message(sentence, self._key, retry=retry))
+        t = await self._translations()
+        # The domain's fixed sentences are msgids; filled-in ones stay as written.
+        await self._post(render.notice_message(t.gettext(sentence), self._key, retry=retry, t=t))
 
     async def show_progress(self, view: ProgressView, message_ts: str | None) -> str:
-        message = render.progress_message(view, self._key)
+        message = render.progress_message(view, self._key, t=await self._translations())
         if message_ts is None:
             response = await self._post(message)
             return str(response["ts"])
@@ -99,7 +114,7 @@ class SlackThreadSink:
             await set_session(self._client, self._key, PROCESSING)
         elif stage not in render.RUNNING_STAGES and stage is not Stage.CLARIFYING:
             await set_session(self._client, self._key, ACTIVE)
-        status, loading = render.thread_status(stage)
+        status, loading = render.thread_status(stage, await self._translations())
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._key.channel_id,
@@ -224,8 +239,8 @@ def _failed(part: str, exc: Exception) -> DeliveryFailed:
     return DeliveryFailed(part, lasting=error in LASTING_ERRORS)
 
 
-def slack_sinks(client: AsyncWebClient) -> SinkFactory:
+def slack_sinks(client: AsyncWebClient, languages: Languages | None = None) -> SinkFactory:
     def make(key: ConversationKey) -> SlackThreadSink:
-        return SlackThreadSink(client, key)
+        return SlackThreadSink(client, key, languages)
 
     return make

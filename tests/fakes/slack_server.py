@@ -862,7 +862,11 @@ class FakeSlack:
         user = self.users.get(args.get("user", ""))
         if user is None:
             raise SlackError("user_not_found")
-        return {"user": user}
+        # Like Slack, `locale` only when asked for with include_locale.
+        shown = {k: v for k, v in user.items() if k != "locale"}
+        if _truthy(args.get("include_locale")):
+            shown["locale"] = user.get("locale", "en-US")
+        return {"user": shown}
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = args.get("channel", ""), args.get("ts", "")

@@ -1,0 +1,83 @@
+"""The user's language (issue 11, item 6): help, notices, buttons, the status line and the
+assistant view's prompts in Japanese or Simplified Chinese, chosen from the person's Slack
+locale (users.info with include_locale), English when Slack does not say. The model's own
+words are not translated."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import Harness
+from tests.fakes.dashscope_server import clarification_script
+from tests.fakes.slack_payloads import app_mention, assistant_thread_started
+from tests.test_e2e_answers import slash
+from tests.test_e2e_research import QUESTION, TOPIC
+
+HELP_TITLE = {"ja": "Qwen Deep Research の使い方", "zh": "Qwen Deep Research 使用方法"}
+HOW_TO = {"ja": "トピックを添えて私をメンション", "zh": "提及我并附上主题"}
+READING = {"ja": "がリクエストを読んでいます…", "zh": "正在阅读你的请求…"}
+
+
+def acked(bot: Harness, result: Any) -> str:
+    """The text an acknowledgement carried, as the person reads it."""
+    body = json.loads(result[1]) if bot.mode == "http" else result.get("payload") or {}
+    return str(body.get("text", ""))
+
+
+def speaks(bot: Harness, locale: str, user: str = "UUSER") -> None:
+    bot.slack.users[user]["locale"] = locale
+
+
+@pytest.mark.parametrize(("locale", "language"), [("ja-JP", "ja"), ("zh-CN", "zh")])
+async def test_help_and_notices_in_the_users_language(
+    bot: Harness, locale: str, language: str
+) -> None:
+    speaks(bot, locale)
+    result, _ = await slash(bot, "/research", "help")
+    assert HELP_TITLE[language] in acked(bot, result)
+    # Asked for by locale, as Slack only says it then.
+    lookups = bot.slack.calls_to("users.info")
+    assert lookups and all(c.args.get("include_locale") in (True, "true", "1") for c in lookups)
+
+    mention = app_mention("<@UBOT>")  # nothing to research: how to use the bot
+    await bot.send_event(mention)
+    [notice] = await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == mention["ts"]
+    )
+    assert HOW_TO[language] in notice.args["text"]
+
+
+async def test_a_conversation_speaks_its_starters_language(bot: Harness) -> None:
+    speaks(bot, "ja-JP")
+    bot.dashscope.enqueue(clarification_script(QUESTION))
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    await bot.send_event(mention)
+    [question] = await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: "Which aspects" in str(c.args)
+    )
+    # The status line is Japanese; the model's question is as the model wrote it.
+    [status] = bot.slack.calls_to("assistant.threads.setStatus")
+    assert status.args["status"] == READING["ja"]
+    assert all(m.isascii() is False for m in status.args["loading_messages"])
+    assert question.args["blocks"][0]["text"] == QUESTION
+
+
+async def test_the_assistant_views_prompts_in_the_users_language(bot: Harness) -> None:
+    speaks(bot, "ja-JP")
+    await bot.send_event(assistant_thread_started(channel="D1"))
+    [call] = await bot.slack.wait_for_call("assistant.threads.setSuggestedPrompts")
+    titles = [p["title"] for p in call.args["prompts"]]
+    assert titles == ["トピックをリサーチ", "クイック回答", "ワークスペースの使用量", "使い方"]
+    # The words the bot recognises stay as they are.
+    assert [p["message"] for p in call.args["prompts"]][2:] == ["usage", "help"]
+    assert call.args["prompts"][1]["message"].startswith("ask: ")
+
+
+async def test_english_when_slack_does_not_say(bot: Harness) -> None:
+    speaks(bot, "ja-JP")
+    bot.slack.fail_next("users.info", status=200, error="user_not_found", times=3)
+    result, _ = await slash(bot, "/research", "help")
+    assert "how to use it" in acked(bot, result)
