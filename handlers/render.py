@@ -45,6 +45,10 @@ _STAGE_LINES: Final[dict[Stage, str]] = {
 
 Message = dict[str, Any]
 
+# (Babel cannot look inside f-strings: sentences used in one are marked here.)
+SOURCES: Final = N_("Sources")
+READ_THE_REPORT: Final = N_("Read the report")
+
 # The thread's status line while work goes on, and the loading messages Slack rotates under
 # it (at most 10), following the stage. Ending stages clear the line.
 _STATUS_LINES: Final[dict[Stage, tuple[str, tuple[str, ...]]]] = {
@@ -110,14 +114,16 @@ def progress_message(
     headline = t.gettext(_STAGE_LINES[view.stage])
     lines = [f"*{headline}*"]
     if view.round and view.stage in (Stage.SEARCHING, Stage.WRITING):
-        round_line = f"Search round {view.round}"
+        round_line = t.gettext(N_("Search round {round}")).format(round=view.round)
         if view.goal and view.stage is Stage.SEARCHING:
             round_line += f": {escaped(one_line(view.goal), 480)}"
         lines.append(round_line)
-    facts = [f"{view.sources} source{'s' if view.sources != 1 else ''} found"]
+    sources = t.ngettext("{count} source found", "{count} sources found", view.sources)
+    facts = [sources.format(count=view.sources)]
     if view.rounds_finished:
-        facts.append(f"{view.rounds_finished} round{'s' if view.rounds_finished != 1 else ''} done")
-    facts.append(f"elapsed {duration(view.elapsed_seconds)}")
+        done = t.ngettext("{count} round done", "{count} rounds done", view.rounds_finished)
+        facts.append(done.format(count=view.rounds_finished))
+    facts.append(t.gettext(N_("elapsed {time}")).format(time=duration(view.elapsed_seconds)))
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
@@ -192,11 +198,14 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces or [""]
 
 
-def report_summary(report: Report, *, canvas_url: str | None = None) -> Message:
+def report_summary(
+    report: Report, *, canvas_url: str | None = None, t: Translations = ENGLISH
+) -> Message:
     stats = report.stats
     tokens = stats.input_tokens + stats.output_tokens
     footer = (
-        f"Took {duration(stats.duration_seconds)} · {tokens:,} tokens "
+        t.gettext(N_("Took {time}")).format(time=duration(stats.duration_seconds))
+        + f" · {tokens:,} tokens "
         f"({stats.input_tokens:,} in / {stats.output_tokens:,} out)"
     )
     if stats.cost_usd is not None:
@@ -216,29 +225,37 @@ def report_summary(report: Report, *, canvas_url: str | None = None) -> Message:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f":page_facing_up: <{canvas}|Read the report>"},
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f":page_facing_up: <{canvas}|{t.gettext(READ_THE_REPORT)}>",
+                },
             }
         )
     refs = numbered(report.references)
     if refs:
-        lines = ["*Sources*"]
+        lines = [f"*{t.gettext(SOURCES)}*"]
         size = len(lines[0])
         for shown, (i, r) in enumerate(refs):
             line = f"{i}. {reference_link(r.url, r.title)}"
             # A section holds 3000 characters; never cut a link in half.
             if shown == MAX_LISTED_REFERENCES or size + len(line) + 60 > SECTION_LIMIT:
-                lines.append(f"…and {len(refs) - shown} more in the report.")
+                more = t.ngettext(
+                    "…and {count} more in the report.",
+                    "…and {count} more in the report.",
+                    len(refs) - shown,
+                )
+                lines.append(more.format(count=len(refs) - shown))
                 break
             lines.append(line)
             size += len(line) + 1
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
-    blocks.append(feedback_block(report.model, REPORT))
+    blocks.append(feedback_block(report.model, REPORT, t))
     text = f"{report.title}: {report.summary}" if report.summary else report.title
     return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks, **NO_UNFURL}
 
 
-def feedback_block(model: str, kind: str) -> dict[str, Any]:
+def feedback_block(model: str, kind: str, t: Translations = ENGLISH) -> dict[str, Any]:
     """Slack's 👍/👎 buttons; each button's value names what is rated (model and kind), so a
     press is recorded without looking the message up."""
 
@@ -252,13 +269,13 @@ def feedback_block(model: str, kind: str) -> dict[str, Any]:
                 "type": "feedback_buttons",
                 "action_id": FEEDBACK_ACTION,
                 "positive_button": {
-                    "text": {"type": "plain_text", "text": "Good response"},
-                    "accessibility_label": "Mark this response as good",
+                    "text": {"type": "plain_text", "text": t.gettext(N_("Good response"))},
+                    "accessibility_label": t.gettext(N_("Mark this response as good")),
                     "value": value(POSITIVE),
                 },
                 "negative_button": {
-                    "text": {"type": "plain_text", "text": "Bad response"},
-                    "accessibility_label": "Mark this response as bad",
+                    "text": {"type": "plain_text", "text": t.gettext(N_("Bad response"))},
+                    "accessibility_label": t.gettext(N_("Mark this response as bad")),
                     "value": value(NEGATIVE),
                 },
             }

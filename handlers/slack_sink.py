@@ -148,7 +148,8 @@ class SlackThreadSink:
             except (SlackApiError, SlackClientError, OSError) as exc:
                 raise _failed(FILE, exc) from exc
         if SUMMARY not in skip:
-            summary = render.report_summary(report, canvas_url=canvas)
+            t = await self._translations()
+            summary = render.report_summary(report, canvas_url=canvas, t=t)
             if report.marker:
                 summary = {**summary, "metadata": _metadata(report.marker)}
             try:

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from handlers.render import STOP_ACTION
 from tests.conftest import Harness
-from tests.fakes.dashscope_server import clarification_script
-from tests.fakes.slack_payloads import app_mention, assistant_thread_started
+from tests.fakes.dashscope_server import DEFAULT_REFERENCES, clarification_script, research_script
+from tests.fakes.slack_payloads import app_mention, assistant_thread_started, message
 from tests.test_e2e_answers import slash
-from tests.test_e2e_research import QUESTION, TOPIC
+from tests.test_e2e_research import QUESTION, REPORT_CHUNKS, TOPIC
 
 HELP_TITLE = {"ja": "Qwen Deep Research の使い方", "zh": "Qwen Deep Research 使用方法"}
 HOW_TO = {"ja": "トピックを添えて私をメンション", "zh": "提及我并附上主题"}
@@ -63,6 +64,21 @@ async def test_a_conversation_speaks_its_starters_language(bot: Harness) -> None
     assert status.args["status"] == READING["ja"]
     assert all(m.isascii() is False for m in status.args["loading_messages"])
     assert question.args["blocks"][0]["text"] == QUESTION
+
+    # The research's progress message, its buttons and the report's summary: Japanese.
+    bot.dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2, pause=0.05))
+    await bot.send_event(message("Personalised learning", thread_ts=str(mention["ts"])))
+    [summary] = await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: "所要" in json.dumps(c.args, ensure_ascii=False), timeout=20
+    )
+    shown = json.dumps(summary.args["blocks"], ensure_ascii=False)
+    assert "*出典*" in shown and "良い回答" in shown
+    [progress] = [
+        c for c in bot.slack.calls_to("chat.postMessage") if STOP_ACTION in json.dumps(c.args)
+    ]
+    assert "停止" in json.dumps(progress.args["blocks"], ensure_ascii=False)
+    edits = json.dumps([c.args for c in bot.slack.calls_to("chat.update")], ensure_ascii=False)
+    assert "検索ラウンド" in edits and "件の情報源" in edits
 
 
 async def test_the_assistant_views_prompts_in_the_users_language(bot: Harness) -> None:
