@@ -15,6 +15,7 @@ from bot.budget import BudgetGuard
 from bot.context import fit
 from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
+from bot.i18n import N_
 from bot.metering import MeteredCall, UsageMeter
 from bot.ports import Answers, Conversations, UsageLedger
 from bot.qwen.client import ModelClient
@@ -42,7 +43,7 @@ DEEPER_REQUEST: Final = (
 TOO_LONG: Final = (
     f"That question is too long for me: please keep it under {MAX_FOLLOW_UP_CHARS:,} characters."
 )
-NOT_NOW: Final = (
+NOT_NOW: Final = N_(
     "I can start another research round once this thread's current research has finished."
 )
 

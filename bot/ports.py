@@ -117,8 +117,9 @@ class Languages(Protocol):
 
     def note_starter(self, key: ConversationKey, user_id: str) -> None: ...
 
-    async def of_thread(self, key: ConversationKey) -> str:
-        """The language of the person who started the thread's conversation."""
+    async def of_thread(self, key: ConversationKey, default_user: str = "") -> str:
+        """The language of the person who started the thread's conversation (of
+        `default_user` when the thread has none)."""
         ...
 
     async def language(self, user_id: str) -> str: ...

@@ -120,7 +120,7 @@ class BotRuntime:
                     model=settings.thinking_model, thinking_budget=settings.thinking_budget
                 ),
                 budget=budget,
-                thread_sinks=thread_answer_sinks(client),
+                thread_sinks=thread_answer_sinks(client, languages),
                 start_round=lambda *args: research.research_again(*args),
             )
             workspace_settings = WorkspaceSettingsService(

@@ -18,7 +18,10 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.answers import Answer, AnswerSinkFactory
 from bot.conversation import ConversationKey
+from bot.i18n import N_
+from bot.ports import Languages
 from handlers import answer_render as render
+from handlers.i18n import Translations, translations
 from handlers.render import fallback_message
 from handlers.slack_sink import post_message
 
@@ -34,6 +37,8 @@ STREAM_FLUSH_CHARS: Final = 200
 STREAM_FLUSH_SECONDS: Final = 1.0
 STREAM_MESSAGE_BYTES: Final = 9_000
 ANSWER_DETAILS: Final = "Answer details"
+THINKING_STATUS: Final = N_("is thinking…")
+THINKING_LOADING: Final = (N_("Thinking…"), N_("Writing the answer…"))
 # Slack's answers when a stream can take no more: go on in a new message.
 STREAM_ENDED: Final = frozenset({"msg_too_long", "message_not_in_streaming_state"})
 
@@ -41,7 +46,11 @@ STREAM_ENDED: Final = frozenset({"msg_too_long", "message_not_in_streaming_state
 class ResponseUrlSink:
     """Answers through the command's response URL, so channels the bot has not joined work."""
 
-    def __init__(self, response_url: str, *, asker: str, private: bool) -> None:
+    def __init__(
+        self, response_url: str, *, asker: str, private: bool, languages: Languages | None = None
+    ) -> None:
+        self._languages = languages
+        self._t: Translations | None = None
         self._hook = AsyncWebhookClient(
             response_url,
             retry_handlers=[
@@ -55,9 +64,16 @@ class ResponseUrlSink:
         self._question = ""
         self._status_shown = False
 
+    async def _translations(self) -> Translations:
+        if self._t is None:
+            language = await self._languages.language(self._asker) if self._languages else "en"
+            self._t = translations(language)
+        return self._t
+
     async def thinking(self, question: str, model: str, asker: str = "") -> None:
         self._question = question
-        status = render.status_message(self._asker, question, model, quote=True)
+        t = await self._translations()
+        status = render.status_message(self._asker, question, model, quote=True, t=t)
         self._status_shown = await self._send(status, response_type=self._response_type)
 
     async def partial(self, text: str) -> None:
@@ -69,6 +85,7 @@ class ResponseUrlSink:
             quote=True,
             max_messages=MAX_RESPONSE_MESSAGES,
             share=self._response_type == "ephemeral",
+            t=await self._translations(),
         )
         for i, message in enumerate(messages):
             # The first part takes the place of the status, so the channel sees one answer.
@@ -76,11 +93,14 @@ class ResponseUrlSink:
             await self._send(message, response_type=self._response_type, replace=replace)
 
     async def notice(self, sentence: str) -> None:
+        t = await self._translations()
         if self._status_shown:
-            message = render.notice_message(sentence, asker=self._asker, question=self._question)
+            message = render.notice_message(
+                sentence, asker=self._asker, question=self._question, t=t
+            )
             await self._send(message, response_type=self._response_type, replace=True)
         else:  # refusals and usage errors are for the asker only
-            await self._send(render.notice_message(sentence), response_type="ephemeral")
+            await self._send(render.notice_message(sentence, t=t), response_type="ephemeral")
 
     async def _send(
         self, message: dict[str, Any], *, response_type: str, replace: bool = False
@@ -124,9 +144,13 @@ class SlackThreadAnswerSink:
     stops streaming, and `deliver` posts whatever was not streamed as whole messages, as it
     does when nothing was."""
 
-    def __init__(self, client: AsyncWebClient, key: ConversationKey) -> None:
+    def __init__(
+        self, client: AsyncWebClient, key: ConversationKey, languages: Languages | None = None
+    ) -> None:
         self._client = client
         self._key = key
+        self._languages = languages
+        self._t: Translations | None = None
         self._asker = ""
         self._can_stream = True
         self._ts: str | None = None  # the message being streamed into
@@ -135,14 +159,25 @@ class SlackThreadAnswerSink:
         self._buffer = ""
         self._last_flush = 0.0
 
+    async def _translations(self) -> Translations:
+        """A research thread's language is its conversation starter's; a thread with no
+        conversation (an /ask question) speaks the asker's."""
+        if self._t is None:
+            language = "en"
+            if self._languages is not None:
+                language = await self._languages.of_thread(self._key, default_user=self._asker)
+            self._t = translations(language)
+        return self._t
+
     async def thinking(self, question: str, model: str, asker: str = "") -> None:
         self._asker = asker
+        t = await self._translations()
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._key.channel_id,
                 thread_ts=self._key.thread_ts,
-                status="is thinking…",
-                loading_messages=["Thinking…", "Writing the answer…"],
+                status=t.gettext(THINKING_STATUS),
+                loading_messages=[t.gettext(m) for m in THINKING_LOADING],
             )
         except SlackApiError as exc:
             logger.info("thread status not set: %s", exc.response.get("error"))
@@ -163,7 +198,7 @@ class SlackThreadAnswerSink:
             await self._flush()
         if self._sent:
             rest = _unsent(answer.text, self._sent)
-            footer = render.footer_blocks(answer, overflow=False)
+            footer = render.footer_blocks(answer, overflow=False, t=await self._translations())
             if rest is not None and not rest.strip():
                 # All of it streamed: its buttons end the stream, or follow in a message.
                 if self._ts is not None and await self._stop(blocks=footer):
@@ -178,7 +213,7 @@ class SlackThreadAnswerSink:
 
     async def notice(self, sentence: str) -> None:
         await self._stop()  # a streamed start stays; the notice says why it ends there
-        await self._post(render.notice_message(sentence))
+        await self._post(render.notice_message(sentence, t=await self._translations()))
 
     async def _deliver_whole(self, answer: Answer) -> None:
         if len(render.answer_parts(answer.text)) > MAX_THREAD_MESSAGES:
@@ -197,8 +232,9 @@ class SlackThreadAnswerSink:
             else:
                 await self._post(render.file_message(answer))
                 return
+        t = await self._translations()
         for message in render.answer_messages(
-            answer, quote=False, max_messages=MAX_THREAD_MESSAGES
+            answer, quote=False, max_messages=MAX_THREAD_MESSAGES, t=t
         ):
             await self._post(message)
 
@@ -285,8 +321,10 @@ def _unsent(text: str, sent: str) -> str | None:
     return text[len(shown) :]
 
 
-def thread_answer_sinks(client: AsyncWebClient) -> AnswerSinkFactory:
+def thread_answer_sinks(
+    client: AsyncWebClient, languages: Languages | None = None
+) -> AnswerSinkFactory:
     def make(key: ConversationKey) -> SlackThreadAnswerSink:
-        return SlackThreadAnswerSink(client, key)
+        return SlackThreadAnswerSink(client, key, languages)
 
     return make

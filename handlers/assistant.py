@@ -147,7 +147,7 @@ def entry(services: Services, client: AsyncWebClient, *, titled: bool) -> Entry:
 async def _quick_answer(
     services: Services, client: AsyncWebClient, key: ConversationKey, user: str, question: str
 ) -> None:
-    sink = SlackThreadAnswerSink(client, key)
+    sink = SlackThreadAnswerSink(client, key, services.languages)
     try:
         options = parse_ask(question)
     except FlagError as exc:

@@ -52,9 +52,14 @@ def register(app: AsyncApp, services: Services) -> None:
         user = command.get("user_id", "")
         sink: AnswerSink | None = None
         if not options.private:
-            sink = await _answer_thread(client, command, options.question)
+            sink = await _answer_thread(client, services, command, options.question)
         if sink is None:  # private, or a conversation the bot cannot post in
-            sink = ResponseUrlSink(command["response_url"], asker=user, private=options.private)
+            sink = ResponseUrlSink(
+                command["response_url"],
+                asker=user,
+                private=options.private,
+                languages=services.languages,
+            )
         request = AskRequest(
             team_id=command.get("team_id", ""),
             user_id=user,
@@ -103,13 +108,14 @@ def register(app: AsyncApp, services: Services) -> None:
 
 
 async def _answer_thread(
-    client: AsyncWebClient, command: dict[str, Any], question: str
+    client: AsyncWebClient, services: Services, command: dict[str, Any], question: str
 ) -> SlackThreadAnswerSink | None:
     """Where the bot can post: the question as a message, its answer streamed into that
     message's thread. None where it cannot (a channel it has not joined, someone else's DM):
     the command's response URL answers there, as whole messages."""
     user, channel = command.get("user_id", ""), command.get("channel_id", "")
-    blocks = [question_block(user, question)]
+    t = translations(await services.languages.language(user))
+    blocks = [question_block(user, question, t)]
     message = {"text": f"Question: {escaped(question, TEXT_LIMIT - 10)}", "blocks": blocks}
     try:
         root = await post_message(client, message, channel=channel, thread_ts=None)
@@ -120,7 +126,7 @@ async def _answer_thread(
         logger.warning("answering /ask through its response URL", exc_info=True)
         return None
     key = ConversationKey(command.get("team_id", ""), channel, str(root["ts"]))
-    return SlackThreadAnswerSink(client, key)
+    return SlackThreadAnswerSink(client, key, services.languages)
 
 
 async def _start_research(

@@ -35,6 +35,5 @@ MCP server for the snapshot model. They apply to new conversations; my Home tab 
 • `/research help`: this text.""")
 
 
-
 def help_blocks(t: Translations = ENGLISH_TEXT) -> list[dict[str, Any]]:
     return [{"type": "section", "text": {"type": "mrkdwn", "text": t.gettext(HELP)}}]

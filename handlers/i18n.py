@@ -76,7 +76,7 @@ class UserLanguages:
             while len(self._starters) > LOCALE_CACHE_SIZE:
                 self._starters.popitem(last=False)
 
-    async def of_thread(self, key: ConversationKey) -> str:
+    async def of_thread(self, key: ConversationKey, default_user: str = "") -> str:
         try:
             conversation = await self._conversations.get(key)
         except Exception:
@@ -85,7 +85,7 @@ class UserLanguages:
         # The stored starter first: a note is only a guess made before the conversation
         # existed (the first message's author).
         user = conversation.user_id if conversation is not None else self._starters.get(key)
-        return await self.language(user or "")
+        return await self.language(user or default_user)
 
     async def language(self, user_id: str) -> str:
         if not user_id:

@@ -12,7 +12,12 @@ import pytest
 
 from handlers.render import STOP_ACTION
 from tests.conftest import Harness
-from tests.fakes.dashscope_server import DEFAULT_REFERENCES, clarification_script, research_script
+from tests.fakes.dashscope_server import (
+    DEFAULT_REFERENCES,
+    clarification_script,
+    research_script,
+    thinking_script,
+)
 from tests.fakes.slack_payloads import app_mention, assistant_thread_started, message
 from tests.test_e2e_answers import slash
 from tests.test_e2e_research import QUESTION, REPORT_CHUNKS, TOPIC
@@ -97,3 +102,16 @@ async def test_english_when_slack_does_not_say(bot: Harness) -> None:
     bot.slack.fail_next("users.info", status=200, error="user_not_found", times=3)
     result, _ = await slash(bot, "/research", "help")
     assert "how to use it" in acked(bot, result)
+
+
+async def test_a_quick_answer_in_japanese(bot: Harness) -> None:
+    speaks(bot, "ja-JP")
+    bot.dashscope.enqueue(thinking_script(["考える。"], ["空が青いのは散乱のためです。"]))
+    await slash(bot, "/ask", "なぜ空は青いの", channel="C1")
+    [stopped] = await bot.slack.wait_for_call("chat.stopStream")
+    [root] = [c for c in bot.slack.calls_to("chat.postMessage") if not c.args.get("thread_ts")]
+    assert "さんの質問" in json.dumps(root.args["blocks"], ensure_ascii=False)
+    buttons = json.dumps(stopped.args["blocks"], ensure_ascii=False)
+    assert "推論を表示" in buttons and "良い回答" in buttons
+    [status] = bot.slack.calls_to("assistant.threads.setStatus")
+    assert status.args["status"] == "が考えています…"
