@@ -14,16 +14,18 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import N_
 from bot.services import Services
 from handlers.admins import is_workspace_admin
+from handlers.i18n import translations
 from handlers.render import RETRY_ACTION, STOP_ACTION, key_from_value
 
 logger = logging.getLogger(__name__)
 
-WHO_CAN_STOP: Final = (
+WHO_CAN_STOP: Final = N_(
     "Only <@{starter}>, who started this research, or a workspace admin can stop it."
 )
-ADMIN_UNKNOWN: Final = (
+ADMIN_UNKNOWN: Final = N_(
     "Only <@{starter}>, who started this research, or a workspace admin can stop it, and I "
     "couldn't check with Slack just now whether you are an admin. Please try again in a moment."
 )
@@ -58,7 +60,9 @@ def register(app: AsyncApp, services: Services) -> None:
             if admin is not True:
                 logger.info("refused a Stop by %s in %s: not the starter or an admin", presser, key)
                 sentence = WHO_CAN_STOP if admin is False else ADMIN_UNKNOWN
-                await _tell(client, key, presser, sentence.format(starter=conversation.user_id))
+                t = translations(await services.languages.language(presser))
+                text = t.gettext(sentence).format(starter=conversation.user_id)
+                await _tell(client, key, presser, text)
                 return
         await research.stop(key)
 

@@ -101,7 +101,8 @@ def register(app: AsyncApp, services: Services) -> None:
             admin = await is_workspace_admin(client, presser)
             if admin is not True:
                 logger.info("refused a session stop by %s in %s", presser, key)
-                sentence = WHO_CAN_STOP.format(starter=conversation.user_id)
+                t = translations(await services.languages.language(presser))
+                sentence = t.gettext(WHO_CAN_STOP).format(starter=conversation.user_id)
                 await _tell(client, key, presser, sentence)
                 return
         if not await services.research.stop(key):

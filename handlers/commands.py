@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.answers import AnswerSink, AskRequest
 from bot.conversation import ConversationKey
 from bot.flags import FlagError, parse_ask
+from bot.i18n import N_
 from bot.research import MAX_MESSAGE_CHARS
 from bot.services import Services
 from handlers.answer_render import question_block
@@ -27,13 +28,15 @@ from handlers.usage_render import usage_message
 
 logger = logging.getLogger(__name__)
 
-NOT_IN_CHANNEL: Final = (
+NOT_IN_CHANNEL: Final = N_(
     "I can't post in this conversation yet. Invite me first with "
     "`/invite @Qwen Deep Research`, then run the command again. (`/ask` works anywhere.)"
 )
 TOO_LONG: Final = f"Please keep the topic under {MAX_MESSAGE_CHARS:,} characters."
 NO_QUESTION: Final = "Please add a question."
-USAGE_FAILED: Final = "I couldn't read the usage figures just now. Please try again in a minute."
+USAGE_FAILED: Final = N_(
+    "I couldn't read the usage figures just now. Please try again in a minute."
+)
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -84,7 +87,8 @@ def register(app: AsyncApp, services: Services) -> None:
                 usage = await services.usage.workspace(team)
             except Exception:
                 logger.exception("usage figures for %s failed", team)
-                await respond(text=USAGE_FAILED, response_type="ephemeral")
+                t = translations(await services.languages.language(command.get("user_id", "")))
+                await respond(text=t.gettext(USAGE_FAILED), response_type="ephemeral")
                 return
             await respond(response_type="ephemeral", **usage_message(usage))
         elif word == "settings":
@@ -146,7 +150,8 @@ async def _start_research(
         error = exc.response.get("error")
         if error in ("not_in_channel", "channel_not_found", "is_archived"):
             logger.info("cannot post a research topic in %s: %s", channel, error)
-            await respond(text=NOT_IN_CHANNEL, response_type="ephemeral")
+            t = translations(await services.languages.language(user))
+            await respond(text=t.gettext(NOT_IN_CHANNEL), response_type="ephemeral")
             return
         raise
     key = ConversationKey(command.get("team_id", ""), channel, str(root["ts"]))

@@ -14,11 +14,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import N_
 from bot.research import MAX_MESSAGE_CHARS
 from bot.research_options import DETAILED, SUMMARY
 from bot.services import Services
 from handlers.actions import team_of
 from handlers.events import request_text
+from handlers.i18n import translations
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +31,11 @@ CLARIFY_BLOCK: Final = "clarify"
 INPUT: Final = "input"
 ASK_FIRST: Final = "ask"
 MAX_THREAD_MESSAGES: Final = 200
-CANNOT_READ: Final = (
+CANNOT_READ: Final = N_(
     "I can't read that conversation, so I can't research it: invite me with "
     "`/invite @Qwen Deep Research` first, then use *Research this* again."
 )
-NOTHING_TO_RESEARCH: Final = "That message has no text I could research."
+NOTHING_TO_RESEARCH: Final = N_("That message has no text I could research.")
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -67,11 +69,11 @@ def register(app: AsyncApp, services: Services) -> None:
             texts = await _thread_texts(client, key)
         except SlackApiError as exc:
             logger.info("cannot read %s for Research this: %s", key, exc.response.get("error"))
-            await _tell(client, user, CANNOT_READ)
+            await _tell(client, services, user, CANNOT_READ)
             return
         topic = request_text("\n\n".join(texts), None)
         if not topic:
-            await _tell(client, user, NOTHING_TO_RESEARCH)
+            await _tell(client, services, user, NOTHING_TO_RESEARCH)
             return
         options = _options(view.get("state", {}).get("values") or {})
         topic = topic[: MAX_MESSAGE_CHARS - 100].rstrip()  # the options still fit
@@ -150,10 +152,11 @@ async def _thread_texts(client: AsyncWebClient, key: ConversationKey) -> list[st
     return texts
 
 
-async def _tell(client: AsyncWebClient, user: str, sentence: str) -> None:
+async def _tell(client: AsyncWebClient, services: Services, user: str, sentence: str) -> None:
     """A sentence in the person's DM with the bot: the conversation itself may be closed to it."""
     try:
-        await client.chat_postMessage(channel=user, text=sentence)
+        t = translations(await services.languages.language(user))
+        await client.chat_postMessage(channel=user, text=t.gettext(sentence))
     except Exception:
         logger.warning("could not tell %s about Research this", user, exc_info=True)
 

@@ -119,6 +119,12 @@ async def test_slacks_own_stop_ends_the_run_and_the_session(bot: Harness) -> Non
     )
     conversation = await bot.services.conversations.get(key(thread))
     assert conversation is not None and conversation.state is State.CANCELLED
+    # The model's stream is closed at once (the gate never opened).
+    for _ in range(100):  # up to five seconds
+        if bot.dashscope.disconnects:
+            break
+        await asyncio.sleep(0.05)
+    assert bot.dashscope.disconnects == 1 and not gate.released
     await bot.slack.wait_for_call(
         "agents.sessions.setStatus", lambda c: c.args["status"] == "active"
     )
