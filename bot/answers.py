@@ -15,11 +15,12 @@ from bot.budget import BudgetGuard
 from bot.context import fit, prompt_tokens
 from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
+from bot.i18n import N_
 from bot.metering import MeteredCall, UsageMeter
 from bot.ports import Answers, Conversations, UsageLedger
 from bot.qwen.client import ModelClient
 from bot.qwen.errors import user_sentence
-from bot.qwen.events import StreamError, Usage
+from bot.qwen.events import ANSWER, StreamError, TextDelta, Usage
 from bot.records import ASK, FOLLOW_UP, StoredAnswer, UsageRecord
 from bot.usage import Pricing
 from bot.workspaces import KeyedCall, same_call
@@ -43,7 +44,7 @@ DEEPER_REQUEST: Final = (
 TOO_LONG: Final = (
     f"That question is too long for me: please keep it under {MAX_FOLLOW_UP_CHARS:,} characters."
 )
-NOT_NOW: Final = (
+NOT_NOW: Final = N_(
     "I can start another research round once this thread's current research has finished."
 )
 
@@ -51,8 +52,14 @@ NOT_NOW: Final = (
 class AnswerSink(Protocol):
     """Where one answer goes: a command's response URL, or a research thread."""
 
-    async def thinking(self, question: str, model: str) -> None:
-        """Show that the model is working; best effort, never raises."""
+    async def thinking(self, question: str, model: str, asker: str = "") -> None:
+        """Show that the model is working (for `asker`, who gets the answer); best effort,
+        never raises."""
+        ...
+
+    async def partial(self, text: str) -> None:
+        """More of the answer as the model writes it (a sink may stream it); best effort,
+        never raises. `deliver` still gets the whole answer and posts whatever this did not."""
         ...
 
     async def deliver(self, answer: Answer) -> None:
@@ -151,7 +158,7 @@ class AnswerService:
             budget=options.budget,
             default_budget=self._config.thinking_budget,
         )
-        await sink.thinking(options.question, model)
+        await sink.thinking(options.question, model, request.user_id)
         await self._answer(
             StoredAnswer(
                 id=self._new_id(),
@@ -192,7 +199,7 @@ class AnswerService:
             system={"role": "system", "content": follow_up_system(conversation.references)},
         )
         plan = thinking.plan(model, messages, default_budget=self._config.thinking_budget)
-        await sink.thinking(question, model)
+        await sink.thinking(question, model, user_id)
         await self._answer(
             StoredAnswer(
                 id=self._new_id(),
@@ -258,6 +265,8 @@ class AnswerService:
                 result.apply(event)
                 if isinstance(event, Usage):
                     call.see(event)
+                elif isinstance(event, TextDelta) and event.phase == ANSWER and event.text:
+                    await sink.partial(event.text)
         except asyncio.CancelledError:
             await self._record(draft, result, call)  # the tokens were spent even so
             raise

@@ -44,9 +44,11 @@ class LiveProgress:
         self._ts: str | None = None
         self._last_edit = 0.0
         self._last_status = 0.0
+        self._status_stage = self.tracker.stage
 
     async def start(self) -> str:
-        await self._sink.set_status("is researching…")
+        await self._sink.set_status(self.tracker.stage)
+        self._status_stage = self.tracker.stage
         self._last_status = self._clock()
         self._ts = await self._sink.show_progress(self._view(), None)
         self._last_edit = self._clock()
@@ -63,14 +65,19 @@ class LiveProgress:
             # shows the state of the moment it gets room.
             if due and await self._pace(EDIT_QUEUE_WAIT, now - self._last_edit):
                 await self._edit()
-            if now - self._last_status >= STATUS_REFRESH_SECONDS:
-                self._last_status = now
-                await self._sink.set_status("is researching…")
+            # The status line's loading messages follow the stage, and are refreshed before
+            # Slack clears them.
+            stage = self.tracker.stage
+            if stage is not self._status_stage or now - self._last_status >= STATUS_REFRESH_SECONDS:
+                self._last_status, self._status_stage = now, stage
+                await self._sink.set_status(stage)
 
     async def finish(self, stage: Stage, *, wait: bool = True) -> None:
         self.tracker.end(stage)
         if self._ts is None:
             return
+        # At once: Slack's Stop button goes when the run ends, not after the last edit.
+        await self._sink.set_status(stage)
         # The last edit says how the run ended: worth waiting for room in the workspace, but
         # not for the interval, which spaces a live run's edits: a process stopped in the
         # meantime would leave a finished run showing Stop.

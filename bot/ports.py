@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.conversation import Conversation, ConversationKey, Owed, State
+from bot.feedback import Feedback, FeedbackShare
 from bot.records import SettingsRow, StoredAnswer, Totals, UsageRecord, WorkspaceRecord
 
 
@@ -101,6 +102,29 @@ class WorkspaceSettingsRepository(Protocol):
     async def put(self, row: SettingsRow) -> SettingsRow:
         """Insert or replace the workspace's row."""
         ...
+
+
+class FeedbackRatings(Protocol):
+    async def record(self, feedback: Feedback) -> None:
+        """Keep the rating, replacing the same person's earlier rating of the message."""
+        ...
+
+    async def shares(self, team_id: str, since: float) -> list[FeedbackShare]:
+        """Ratings given or changed since `since`, per model and kind."""
+        ...
+
+
+class Languages(Protocol):
+    """Which language each person reads ("en", "zh", "ja"): the Slack glue knows."""
+
+    def note_starter(self, key: ConversationKey, user_id: str) -> None: ...
+
+    async def of_thread(self, key: ConversationKey, default_user: str = "") -> str:
+        """The language of the person who started the thread's conversation (of
+        `default_user` when the thread has none)."""
+        ...
+
+    async def language(self, user_id: str, team_id: str = "") -> str: ...
 
 
 class DeliveryClaims(Protocol):

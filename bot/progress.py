@@ -19,6 +19,7 @@ from bot.qwen.events import (
 
 
 class Stage(StrEnum):
+    CLARIFYING = "clarifying"  # the model reads the request and asks its question
     STARTING = "starting"
     PLANNING = "planning"
     SEARCHING = "searching"
@@ -77,6 +78,10 @@ class ProgressTracker:
                 return
         if self._snapshot() != before:
             self.changed = True
+
+    @property
+    def stage(self) -> Stage:
+        return self._stage
 
     def end(self, stage: Stage) -> None:
         self._stage = stage

@@ -77,6 +77,7 @@ class SettingsRow:
     mcp_url: str = ""
     mcp_allowed_tools: tuple[str, ...] = ()
     mcp_token_sealed: str | None = None
+    report_delivery: str | None = None  # a Delivery value; None: canvas and file
     updated_by: str = ""
     updated_at: float = 0.0
 
@@ -87,6 +88,7 @@ class SettingsRow:
             f"output_format={self.output_format!r}, clarify={self.clarify!r}, "
             f"mcp_label={self.mcp_label!r}, mcp_url={self.mcp_url!r}, "
             f"mcp_allowed_tools={self.mcp_allowed_tools!r}, mcp_token_sealed={sealed}, "
+            f"report_delivery={self.report_delivery!r}, "
             f"updated_by={self.updated_by!r}, updated_at={self.updated_at!r})"
         )
 

@@ -6,11 +6,28 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Final
 
 from bot.qwen.events import Reference
 
 SUMMARY_CHARS: Final = 600
+
+
+class Delivery(StrEnum):
+    """How a workspace gets its reports (a workspace setting)."""
+
+    CANVAS_AND_FILE = "canvas_and_file"  # a Slack canvas, and the Markdown file
+    CANVAS = "canvas"  # the canvas alone (the file when no canvas can be made)
+    FILE = "file"  # the Markdown file alone
+
+    @property
+    def wants_canvas(self) -> bool:
+        return self is not Delivery.FILE
+
+    @property
+    def wants_file(self) -> bool:
+        return self is not Delivery.CANVAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +46,7 @@ class Report:
     stats: RunStats
     # Names this delivery in the thread, so a redelivery after a crash finds what was posted.
     marker: str = ""
+    model: str = ""  # the model that wrote it (kept with feedback on it)
 
     @property
     def title(self) -> str:

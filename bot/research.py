@@ -28,6 +28,7 @@ from bot.conversation import (
     StaleConversation,
     State,
 )
+from bot.i18n import N_
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
 from bot.logs import bind
@@ -63,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS: Final = 8000
 
-HOW_TO: Final = (
+HOW_TO: Final = N_(
     "Mention me with a topic to start a research conversation, for example: "
     "`@Qwen Deep Research the use of AI in education`. I'll ask one clarifying question "
     "in the thread, then research and post a report."
@@ -71,14 +72,14 @@ HOW_TO: Final = (
 TOO_LONG: Final = (
     f"That message is too long for me: please keep it under {MAX_MESSAGE_CHARS:,} characters."
 )
-STILL_RUNNING: Final = (
+STILL_RUNNING: Final = N_(
     "Research is still running in this thread. Please wait for the report, or press Stop on "
     "the progress message to end it."
 )
-KEPT_FOR_LATER: Final = (
+KEPT_FOR_LATER: Final = N_(
     "Research is still running in this thread. I'll answer this once the report is in."
 )
-NOT_FINISHED: Final = "The last run in this thread did not finish. Press Retry to run it again."
+NOT_FINISHED: Final = N_("The last run in this thread did not finish. Press Retry to run it again.")
 STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended before finishing")
 
 
@@ -545,7 +546,7 @@ class ResearchService:
     @traced("research.clarify")
     async def _clarify(self, conversation: Conversation, sink: ThreadSink, *, exists: bool) -> None:
         """Step 1: ask the model for its clarifying question and relay it."""
-        await sink.set_status("is reading your request…")
+        await sink.set_status(Stage.CLARIFYING)
         result = _CallResult()
         call = await self._metered(conversation, "clarify")
         if call is None:
@@ -707,7 +708,9 @@ class ResearchService:
                 ):
                     return
                 await self._store.save(stored.to(State.FAILED, owner=None))
-            await self._sinks(key).post_notice(_CRASHED, retry=True)
+            sink = self._sinks(key)
+            await sink.set_status(Stage.FAILED)  # ends the run's agent session
+            await sink.post_notice(_CRASHED, retry=True)
         except Exception:
             logger.exception("could not record the end of the crashed run %s", key)
 
@@ -842,7 +845,10 @@ class ResearchService:
                     question = str(conversation.history[-1].get("content", ""))
                     await sink.post_markdown(question, marker=owed.marker)
             else:
-                await sink.deliver_report(_report(conversation, owed), skip=posted)
+                delivery = (await self._workspace(key.team_id)).delivery
+                await sink.deliver_report(
+                    _report(conversation, owed), skip=posted, delivery=delivery
+                )
         except Exception as exc:
             lasting = isinstance(exc, DeliveryFailed) and exc.lasting
             part = exc.part if isinstance(exc, DeliveryFailed) else owed.kind
@@ -987,12 +993,12 @@ def _log_model_error(key: ConversationKey, error: StreamError) -> None:
     )
 
 
-_STOPPED: Final = "Research stopped. Nothing more will be spent on this run."
-_INTERRUPTED: Final = (
+_STOPPED: Final = N_("Research stopped. Nothing more will be spent on this run.")
+_INTERRUPTED: Final = N_(
     "The research run in this thread was interrupted because the bot restarted. "
     "Press Retry to run it again."
 )
-_RESTARTING: Final = "I'm restarting right now. Please try again in a minute."
+_RESTARTING: Final = N_("I'm restarting right now. Please try again in a minute.")
 _BUDGET_HELD: Final = "This workspace's token budget can't take more work right now."
 _QUEUED: Final = (
     "Your research is queued: it is {position} in line for this workspace, behind research "
@@ -1034,6 +1040,7 @@ def _report(conversation: Conversation, owed: Owed) -> Report:
             cost_usd=Decimal(cost) if cost is not None else None,
         ),
         marker=owed.marker,
+        model=conversation.model,
     )
 
 
@@ -1065,11 +1072,11 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-_RESUMING: Final = (
+_RESUMING: Final = N_(
     "The bot restarted while this research was running, so I'm running it again from the "
     "start. (This happens once by itself; if it is cut again, you'll get a Retry button.)"
 )
-_CRASHED: Final = (
+_CRASHED: Final = N_(
     "Something went wrong on my side during this research. Nothing more is being spent on "
     "it; press Retry to run it again."
 )

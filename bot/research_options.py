@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bot.report import Delivery
+
 DETAILED: Final = "model_detailed_report"
 SUMMARY: Final = "model_summary_report"
 
@@ -72,6 +74,7 @@ class WorkspaceResearch:
 
     defaults: ResearchOptions = ResearchOptions()
     research_tools: tuple[dict[str, Any], ...] = ()
+    delivery: Delivery = Delivery.CANVAS_AND_FILE
 
 
 def shown_word(word: str) -> str:

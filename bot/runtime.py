@@ -54,6 +54,7 @@ from handlers.app import (
 )
 from handlers.events import replayer
 from handlers.files import SlackFiles
+from handlers.i18n import UserLanguages
 from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
 from handlers.installations import register as register_installations
 from handlers.ops import add_ops_routes, check_app_token, check_slack, ops_app
@@ -207,6 +208,7 @@ class BotRuntime:
                     ),
                 )
                 client_for = team_clients(client, tokens)
+            languages = UserLanguages(client_for, storage.conversations)
             process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
             meter = UsageMeter(inflight=storage.inflight, owner=process_id, budget=budget)
             answers = AnswerService(
@@ -220,7 +222,7 @@ class BotRuntime:
                     model=settings.thinking_model, thinking_budget=settings.thinking_budget
                 ),
                 budget=budget,
-                thread_sinks=thread_answer_sinks(client_for),
+                thread_sinks=thread_answer_sinks(client_for, languages),
                 start_round=lambda *args: research.research_again(*args),
                 keyed=keys.keyed,
             )
@@ -235,7 +237,7 @@ class BotRuntime:
                 kept=storage.kept,
                 meter=meter,
                 model=model,
-                sinks=slack_sinks(client_for),
+                sinks=slack_sinks(client_for, languages),
                 pricing=settings.pricing,
                 config=ResearchConfig(
                     model=settings.research_model,
@@ -277,6 +279,8 @@ class BotRuntime:
                 files=SlackFiles(session, settings.slack_bot_token, settings.slack_api_url),
                 settings=workspace_settings,
                 model_keys=keys,
+                feedback=storage.feedback,
+                languages=languages,
             )
             self.lifecycle = lifecycle
             if settings.multi_workspace:

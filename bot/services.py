@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from bot.answers import AnswerService
 from bot.budget import BudgetGuard
 from bot.images import AttachmentReader
-from bot.ports import Conversations, DeliveryClaims, Inbox, UsageLedger
+from bot.ports import (
+    Conversations,
+    DeliveryClaims,
+    FeedbackRatings,
+    Inbox,
+    Languages,
+    UsageLedger,
+)
 from bot.research import ResearchService
 from bot.usage_report import UsageReporter
 from bot.workspace_settings import WorkspaceSettingsService
@@ -28,3 +35,5 @@ class Services:
     files: AttachmentReader
     settings: WorkspaceSettingsService
     model_keys: ModelKeys
+    feedback: FeedbackRatings
+    languages: Languages

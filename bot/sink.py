@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from bot.conversation import ConversationKey
-from bot.progress import ProgressView
-from bot.report import Report
+from bot.progress import ProgressView, Stage
+from bot.report import Delivery, Report
 
 
 class ThreadSink(Protocol):
@@ -26,13 +26,23 @@ class ThreadSink(Protocol):
         """Create (ts None) or edit the live progress message; returns its ts."""
         ...
 
-    async def set_status(self, status: str) -> None:
-        """The thread's status line; best effort, never raises."""
+    async def set_status(self, stage: Stage) -> None:
+        """The thread's status line for `stage`: while research runs (STARTING to WRITING) it
+        is also an agent session Slack can stop; an ending stage clears the line and ends the
+        session. Best effort, never raises."""
         ...
 
-    async def deliver_report(self, report: Report, *, skip: frozenset[str] = frozenset()) -> None:
-        """Upload the report document (FILE) and post its summary (SUMMARY), each unless in
-        `skip`. Raises DeliveryFailed naming the part that failed."""
+    async def deliver_report(
+        self,
+        report: Report,
+        *,
+        skip: frozenset[str] = frozenset(),
+        delivery: Delivery = Delivery.CANVAS_AND_FILE,
+    ) -> None:
+        """Make the report a canvas and upload the report document (FILE), as `delivery`
+        says, then post its summary (SUMMARY, linking the canvas), each unless in `skip`. A
+        canvas Slack will not make is replaced by the file, and not mentioned. Raises
+        DeliveryFailed naming the part that failed."""
         ...
 
     async def delivered(self, marker: str) -> frozenset[str]:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from bot.logs import remember_secret
 from bot.ports import WorkspaceSettingsRepository
 from bot.records import SettingsRow
+from bot.report import Delivery
 from bot.research_options import (
     DETAILED,
     SUMMARY,
@@ -32,6 +33,7 @@ MAINLINE: Final = "qwen-deep-research"
 SNAPSHOT: Final = "qwen-deep-research-2025-12-15"
 OTHER_MODEL: Final = "other"  # the form's choice for "another model", named in custom_model
 OUTPUT_FORMATS: Final = (DETAILED, SUMMARY)
+_DELIVERIES: Final = frozenset(d.value for d in Delivery)
 
 MAX_URL_CHARS: Final = 2048
 MAX_TOKEN_CHARS: Final = 3000  # the most a Slack plain_text_input takes
@@ -63,6 +65,7 @@ class Field(StrEnum):
     MCP_TOOLS = "mcp_tools"
     MCP_TOKEN = "mcp_token"
     MCP_TOKEN_REMOVE = "mcp_token_remove"
+    DELIVERY = "delivery"
 
 
 class TokenState(StrEnum):
@@ -87,6 +90,7 @@ class WorkspaceSettings:
     output_format: str | None = None
     clarify: bool | None = None
     mcp: McpServer | None = None
+    delivery: Delivery | None = None
     updated_by: str = ""
     updated_at: float = 0.0
 
@@ -108,6 +112,7 @@ class SettingsForm:
     mcp_tools: str = ""
     mcp_token: str = field(default="", repr=False)
     remove_token: bool = False
+    delivery: str = Delivery.CANVAS_AND_FILE.value
 
 
 class TokenChange(StrEnum):
@@ -124,6 +129,7 @@ class ValidSettings:
     mcp: McpServer | None
     token_change: TokenChange
     new_token: str = field(default="", repr=False)
+    delivery: Delivery = Delivery.CANVAS_AND_FILE
 
 
 class SettingsInvalid(Exception):
@@ -141,6 +147,8 @@ def validate(form: SettingsForm, *, saved: WorkspaceSettings, can_seal: bool) ->
     model = _model(form, errors)
     if form.output_format not in OUTPUT_FORMATS:
         errors[Field.LENGTH] = "Choose a report length: detailed or summary."
+    if form.delivery not in _DELIVERIES:
+        errors[Field.DELIVERY] = "Choose how reports arrive: canvas and file, canvas or file."
 
     label = form.mcp_label.strip()
     url = form.mcp_url.strip()
@@ -189,6 +197,7 @@ def _valid_or_raise(
         mcp=mcp,
         token_change=change,
         new_token=new_token,
+        delivery=Delivery(form.delivery),
     )
 
 
@@ -292,6 +301,11 @@ def _token_change(
     return TokenChange.KEEP, ""
 
 
+def _delivery(value: str | None) -> Delivery | None:
+    """A stored choice; one this version does not know reads as never chosen."""
+    return Delivery(value) if value in _DELIVERIES else None
+
+
 def _origin(url: str) -> tuple[str, str, int] | None:
     try:
         parts = urlsplit(url)
@@ -330,6 +344,7 @@ class WorkspaceSettingsService:
             output_format=row.output_format,
             clarify=row.clarify,
             mcp=mcp,
+            delivery=_delivery(row.report_delivery),
             updated_by=row.updated_by,
             updated_at=row.updated_at,
         )
@@ -359,11 +374,13 @@ class WorkspaceSettingsService:
                 mcp_url=mcp.url if mcp else "",
                 mcp_allowed_tools=mcp.allowed_tools if mcp else (),
                 mcp_token_sealed=sealed if mcp else None,
+                report_delivery=valid.delivery.value,
                 updated_by=user_id,
             )
         )
         logger.info(
-            "research settings of %s saved by %s: model=%s output=%s clarify=%s mcp=%s token=%s",
+            "research settings of %s saved by %s: model=%s output=%s clarify=%s mcp=%s token=%s "
+            "delivery=%s",
             team_id,
             user_id,
             valid.model,
@@ -371,6 +388,7 @@ class WorkspaceSettingsService:
             valid.clarify,
             mcp.label if mcp else None,
             valid.token_change.value,
+            valid.delivery.value,
         )
         return await self.current(team_id)
 
@@ -382,8 +400,9 @@ class WorkspaceSettingsService:
         defaults = ResearchOptions(
             output_format=row.output_format, clarify=row.clarify, model=row.model
         )
+        delivery = _delivery(row.report_delivery) or Delivery.CANVAS_AND_FILE
         if not row.mcp_url:
-            return WorkspaceResearch(defaults=defaults)
+            return WorkspaceResearch(defaults=defaults, delivery=delivery)
         tool: dict[str, Any] = {
             "type": "mcp",
             "server_label": row.mcp_label,
@@ -399,9 +418,9 @@ class WorkspaceSettingsService:
                     team_id,
                     row.mcp_label,
                 )
-                return WorkspaceResearch(defaults=defaults)
+                return WorkspaceResearch(defaults=defaults, delivery=delivery)
             tool["authentication"] = {"bearer": token}
-        return WorkspaceResearch(defaults=defaults, research_tools=(tool,))
+        return WorkspaceResearch(defaults=defaults, research_tools=(tool,), delivery=delivery)
 
     def _open(self, team_id: str, sealed: str) -> str | None:
         if self._box is None:

@@ -14,16 +14,18 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import N_
 from bot.services import Services
 from handlers.admins import is_workspace_admin
+from handlers.i18n import translations
 from handlers.render import RETRY_ACTION, STOP_ACTION, key_from_value
 
 logger = logging.getLogger(__name__)
 
-WHO_CAN_STOP: Final = (
+WHO_CAN_STOP: Final = N_(
     "Only <@{starter}>, who started this research, or a workspace admin can stop it."
 )
-ADMIN_UNKNOWN: Final = (
+ADMIN_UNKNOWN: Final = N_(
     "Only <@{starter}>, who started this research, or a workspace admin can stop it, and I "
     "couldn't check with Slack just now whether you are an admin. Please try again in a moment."
 )
@@ -37,12 +39,12 @@ def register(app: AsyncApp, services: Services) -> None:
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
     ) -> None:
         await ack()
-        key = key_from_value(_team(body), str(action.get("value", "")))
+        key = key_from_value(team_of(body), str(action.get("value", "")))
         if key is None:
             return
         presser = _field(body.get("user"), "id")
         conversation = await services.conversations.get(key)
-        channel, message_ts = _pressed_on(body)
+        channel, message_ts = pressed_on(body)
         if (
             conversation is None
             or conversation.progress_ts is None
@@ -58,14 +60,16 @@ def register(app: AsyncApp, services: Services) -> None:
             if admin is not True:
                 logger.info("refused a Stop by %s in %s: not the starter or an admin", presser, key)
                 sentence = WHO_CAN_STOP if admin is False else ADMIN_UNKNOWN
-                await _tell(client, key, presser, sentence.format(starter=conversation.user_id))
+                t = translations(await services.languages.language(presser))
+                text = t.gettext(sentence).format(starter=conversation.user_id)
+                await _tell(client, key, presser, text)
                 return
         await research.stop(key)
 
     @app.action(RETRY_ACTION)
     async def on_retry(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        key = key_from_value(_team(body), str(action.get("value", "")))
+        key = key_from_value(team_of(body), str(action.get("value", "")))
         if key is not None:
             await research.retry(key)
 
@@ -84,12 +88,12 @@ def _field(value: Any, name: str) -> str:
     return str(value.get(name) or "") if isinstance(value, Mapping) else ""
 
 
-def _team(body: Mapping[str, Any]) -> str:
+def team_of(body: Mapping[str, Any]) -> str:
     # Org-wide installs may leave `team` null; the person's own team is the workspace then.
     return _field(body.get("team"), "id") or _field(body.get("user"), "team_id")
 
 
-def _pressed_on(body: Mapping[str, Any]) -> tuple[str, str]:
+def pressed_on(body: Mapping[str, Any]) -> tuple[str, str]:
     """(channel, message ts) of the message whose button was pressed."""
     container = body.get("container")
     channel = _field(container, "channel_id") or _field(body.get("channel"), "id")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.answers import AnswerService
 from bot.services import Services
 from handlers import answer_render as render
+
+logger = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -57,6 +61,13 @@ def register(app: AsyncApp, services: Services) -> None:
         view = await view_of(body, *target)
         await client.views_update(view_id=view_id, view=view)
 
+    @app.action(render.SHARE_ACTION)
+    async def on_share(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        await share(answers, body, str(action.get("value") or ""), respond)
+
     @app.action(render.RESEARCH_DEEPER_ACTION)
     async def on_research_deeper(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
@@ -64,6 +75,22 @@ def register(app: AsyncApp, services: Services) -> None:
         await ack()
         user = (body.get("user") or {}).get("id", "")
         await answers.research_deeper(_team(body), action.get("value", ""), user)
+
+
+async def share(
+    answers: AnswerService, body: dict[str, Any], answer_id: str, respond: AsyncRespond
+) -> None:
+    """Post a private answer in its channel, for its asker only; then the private copy goes."""
+    user = str((body.get("user") or {}).get("id") or "")
+    stored = await answers.stored(_team(body), answer_id)
+    if stored is None or stored.user_id != user:
+        logger.info("ignored a Share by %s: not the asker of answer %s", user, answer_id)
+        return
+    for message in render.shared_messages(
+        stored.user_id, stored.question, stored.answer, stored.model, stored.kind
+    ):
+        await respond(response_type="in_channel", replace_original=False, **message)
+    await respond(delete_original=True)
 
 
 def _team(body: dict[str, Any]) -> str:

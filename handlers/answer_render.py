@@ -8,6 +8,9 @@ import math
 from typing import Any, Final
 
 from bot.answers import Answer
+from bot.i18n import N_
+from bot.records import ASK, FOLLOW_UP
+from handlers.i18n import ENGLISH_TEXT, Translations
 from handlers.render import (
     MARKDOWN_CHUNK,
     SECTION_LIMIT,
@@ -16,12 +19,15 @@ from handlers.render import (
     clip,
     escape,
     escaped,
+    feedback_block,
     split_text,
 )
 
 SHOW_REASONING_ACTION: Final = "answer_show_reasoning"
 SHOW_ANSWER_ACTION: Final = "answer_show_full"
 RESEARCH_DEEPER_ACTION: Final = "answer_research_deeper"
+SHARE_ACTION: Final = "answer_share"  # on a private /ask answer: post it in the channel
+MAX_SHARED_MESSAGES: Final = 3
 # Two ids: the action ids in one actions block must differ.
 PREVIOUS_PAGE_ACTION: Final = "answer_view_previous"
 NEXT_PAGE_ACTION: Final = "answer_view_next"
@@ -35,6 +41,14 @@ MODAL_CHUNK: Final = 2900  # a section's text holds 3000 characters
 QUOTE_CHARS: Final = 1500  # of the quoted question, as Slack receives it (escaped)
 
 _TITLES: Final = {REASONING: "Reasoning", FULL_ANSWER: "Full answer"}
+IS_THINKING: Final = N_("{model} is thinking…")
+ASKED: Final = N_("{asker} asked:")
+THOUGHT_FIRST: Final = N_("thought first")
+NO_THINKING: Final = N_("no thinking")
+SHOW_REASONING: Final = N_("Show reasoning")
+SHOW_FULL_ANSWER: Final = N_("Show full answer")
+RESEARCH_DEEPER: Final = N_("Research this deeper")
+SHARE_IN_CHANNEL: Final = N_("Share in channel")
 
 
 def answer_parts(text: str) -> list[str]:
@@ -47,27 +61,40 @@ def quoted(text: str, limit: int) -> str:
     return clip("\n".join(f">{line}" for line in escape(text).splitlines()), limit)
 
 
-def question_block(asker: str, question: str) -> dict[str, Any]:
-    text = f"<@{asker}> asked:\n{quoted(question, QUOTE_CHARS)}"
+def question_block(asker: str, question: str, t: Translations = ENGLISH_TEXT) -> dict[str, Any]:
+    text = t.gettext(ASKED).format(asker=f"<@{asker}>") + f"\n{quoted(question, QUOTE_CHARS)}"
     return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_LIMIT)}}
 
 
-def status_message(asker: str, question: str, model: str, *, quote: bool) -> Message:
-    line = f":hourglass_flowing_sand: `{model}` is thinking…"
-    blocks: list[dict[str, Any]] = [question_block(asker, question)] if quote else []
+def status_message(
+    asker: str, question: str, model: str, *, quote: bool, t: Translations = ENGLISH_TEXT
+) -> Message:
+    thinking = t.gettext(IS_THINKING)
+    line = ":hourglass_flowing_sand: " + thinking.format(model=f"`{model}`")
+    blocks: list[dict[str, Any]] = [question_block(asker, question, t)] if quote else []
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]})
-    return {"text": f"{model} is thinking…", "blocks": blocks}
+    return {"text": thinking.format(model=model), "blocks": blocks}
 
 
-def notice_message(sentence: str, *, asker: str = "", question: str = "") -> Message:
-    blocks: list[dict[str, Any]] = [question_block(asker, question)] if question else []
+def notice_message(
+    sentence: str, *, asker: str = "", question: str = "", t: Translations = ENGLISH_TEXT
+) -> Message:
+    sentence = t.gettext(sentence)  # the domain's fixed sentences are msgids
+    blocks: list[dict[str, Any]] = [question_block(asker, question, t)] if question else []
     blocks.append(
         {"type": "section", "text": {"type": "mrkdwn", "text": escaped(sentence, SECTION_LIMIT)}}
     )
     return {"text": escaped(sentence, TEXT_LIMIT), "blocks": blocks}
 
 
-def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[Message]:
+def answer_messages(
+    answer: Answer,
+    *,
+    quote: bool,
+    max_messages: int,
+    share: bool = False,
+    t: Translations = ENGLISH_TEXT,
+) -> list[Message]:
     """The answer in as many messages as it needs, up to `max_messages`; beyond that the last
     message says how much is left and offers the whole answer in a modal."""
     parts = answer_parts(answer.text)
@@ -77,7 +104,7 @@ def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[M
     for i, part in enumerate(shown):
         blocks: list[dict[str, Any]] = []
         if i == 0 and quote:
-            blocks.append(question_block(answer.asker, answer.question))
+            blocks.append(question_block(answer.asker, answer.question, t))
         blocks.append({"type": "markdown", "text": part})
         messages.append({"text": escaped(part, TEXT_LIMIT), "blocks": blocks})
     tail: list[dict[str, Any]] = []
@@ -89,8 +116,29 @@ def answer_messages(answer: Answer, *, quote: bool, max_messages: int) -> list[M
                 "messages can hold here. Press *Show full answer* to read all of it."
             )
         )
-    tail += footer_blocks(answer, overflow=overflow)
+    tail += footer_blocks(answer, overflow=overflow, share=share, t=t)
     messages[-1]["blocks"] += tail
+    return messages
+
+
+def shared_messages(asker: str, question: str, text: str, model: str, kind: str) -> list[Message]:
+    """A private answer its asker shared in the channel: the question quoted, the answer, who
+    shared it; an answer too long for a few messages is cut with a note, never silently."""
+    parts = answer_parts(text)
+    shown = parts[:MAX_SHARED_MESSAGES]
+    messages: list[Message] = []
+    for i, part in enumerate(shown):
+        blocks: list[dict[str, Any]] = [question_block(asker, question)] if i == 0 else []
+        blocks.append({"type": "markdown", "text": part})
+        messages.append({"text": escaped(part, TEXT_LIMIT), "blocks": blocks})
+    facts = f"Shared by <@{asker}> · `{escaped(model, 100)}`"
+    if len(parts) > len(shown):
+        left = len(text) - sum(len(p) for p in shown)
+        facts += f" · about {left:,} more characters are not shown"
+    messages[-1]["blocks"] += [
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": facts}]},
+        feedback_block(model, kind),
+    ]
     return messages
 
 
@@ -104,9 +152,11 @@ def file_message(answer: Answer) -> Message:
     return {"text": f"Answer to: {escaped(answer.question, 200)}", "blocks": blocks}
 
 
-def footer_blocks(answer: Answer, *, overflow: bool) -> list[dict[str, Any]]:
+def footer_blocks(
+    answer: Answer, *, overflow: bool, share: bool = False, t: Translations = ENGLISH_TEXT
+) -> list[dict[str, Any]]:
     stats = answer.stats
-    facts = [f"`{answer.model}`", "thought first" if answer.thinking else "no thinking"]
+    facts = [f"`{answer.model}`", t.gettext(THOUGHT_FIRST if answer.thinking else NO_THINKING)]
     if stats.input_tokens or stats.output_tokens:
         tokens = f"{stats.input_tokens + stats.output_tokens:,} tokens"
         detail = f"{stats.input_tokens:,} in / {stats.output_tokens:,} out"
@@ -120,15 +170,17 @@ def footer_blocks(answer: Answer, *, overflow: bool) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [{"type": "context", "elements": elements}]
     buttons = []
     if answer.has_reasoning:
-        buttons.append(button(SHOW_REASONING_ACTION, "Show reasoning", answer.id))
+        buttons.append(button(SHOW_REASONING_ACTION, t.gettext(SHOW_REASONING), answer.id))
     if overflow:
-        buttons.append(button(SHOW_ANSWER_ACTION, "Show full answer", answer.id))
+        buttons.append(button(SHOW_ANSWER_ACTION, t.gettext(SHOW_FULL_ANSWER), answer.id))
     if answer.follow_up:
-        buttons.append(
-            button(RESEARCH_DEEPER_ACTION, "Research this deeper", answer.id, primary=True)
-        )
+        deeper = t.gettext(RESEARCH_DEEPER)
+        buttons.append(button(RESEARCH_DEEPER_ACTION, deeper, answer.id, primary=True))
+    if share:
+        buttons.append(button(SHARE_ACTION, t.gettext(SHARE_IN_CHANNEL), answer.id))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
+    blocks.append(feedback_block(answer.model, FOLLOW_UP if answer.follow_up else ASK, t))
     return blocks
 
 

@@ -7,17 +7,20 @@ import logging
 from typing import Any, Final
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.answers import AskRequest
+from bot.answers import AnswerSink, AskRequest
 from bot.conversation import ConversationKey
 from bot.flags import FlagError, parse_ask
+from bot.i18n import N_
 from bot.research import MAX_MESSAGE_CHARS
 from bot.services import Services
-from handlers.answer_sinks import ResponseUrlSink
+from handlers.answer_render import question_block
+from handlers.answer_sinks import ResponseUrlSink, SlackThreadAnswerSink
 from handlers.events import has_substance, unescape
 from handlers.help import HELP, help_blocks
+from handlers.i18n import translations
 from handlers.render import SECTION_LIMIT, TEXT_LIMIT, escape, escaped, split_text
 from handlers.settings import open_settings
 from handlers.slack_sink import post_message
@@ -25,18 +28,20 @@ from handlers.usage_render import usage_message
 
 logger = logging.getLogger(__name__)
 
-NOT_IN_CHANNEL: Final = (
+NOT_IN_CHANNEL: Final = N_(
     "I can't post in this conversation yet. Invite me first with "
     "`/invite @Qwen Deep Research`, then run the command again. (`/ask` works anywhere.)"
 )
 TOO_LONG: Final = f"Please keep the topic under {MAX_MESSAGE_CHARS:,} characters."
 NO_QUESTION: Final = "Please add a question."
-USAGE_FAILED: Final = "I couldn't read the usage figures just now. Please try again in a minute."
+USAGE_FAILED: Final = N_(
+    "I couldn't read the usage figures just now. Please try again in a minute."
+)
 
 
 def register(app: AsyncApp, services: Services) -> None:
     @app.command("/ask")
-    async def on_ask(ack: AsyncAck, command: dict[str, Any]) -> None:
+    async def on_ask(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient) -> None:
         try:
             # Slack sends the text HTML-escaped: undone once here, escaped once on the way
             # back when the question is quoted.
@@ -48,7 +53,16 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         await ack()
         user = command.get("user_id", "")
-        sink = ResponseUrlSink(command["response_url"], asker=user, private=options.private)
+        sink: AnswerSink | None = None
+        if not options.private:
+            sink = await _answer_thread(client, services, command, options.question)
+        if sink is None:  # private, or a conversation the bot cannot post in
+            sink = ResponseUrlSink(
+                command["response_url"],
+                asker=user,
+                private=options.private,
+                languages=services.languages,
+            )
         request = AskRequest(
             team_id=command.get("team_id", ""),
             user_id=user,
@@ -65,14 +79,16 @@ def register(app: AsyncApp, services: Services) -> None:
         word = text.lower()
         team = command.get("team_id", "")
         if word in ("", "help") or not has_substance(text):
-            await ack(text=HELP, blocks=help_blocks())
+            t = translations(await services.languages.language(command.get("user_id", ""), team))
+            await ack(text=t.gettext(HELP), blocks=help_blocks(t))
         elif word == "usage":
             await ack()
             try:
                 usage = await services.usage.workspace(team)
             except Exception:
                 logger.exception("usage figures for %s failed", team)
-                await respond(text=USAGE_FAILED, response_type="ephemeral")
+                t = translations(await services.languages.language(command.get("user_id", ""), team))
+                await respond(text=t.gettext(USAGE_FAILED), response_type="ephemeral")
                 return
             await respond(response_type="ephemeral", **usage_message(usage))
         elif word == "settings":
@@ -95,6 +111,28 @@ def register(app: AsyncApp, services: Services) -> None:
             await _start_research(services, command, text, respond, client)
 
 
+async def _answer_thread(
+    client: AsyncWebClient, services: Services, command: dict[str, Any], question: str
+) -> SlackThreadAnswerSink | None:
+    """Where the bot can post: the question as a message, its answer streamed into that
+    message's thread. None where it cannot (a channel it has not joined, someone else's DM):
+    the command's response URL answers there, as whole messages."""
+    user, channel = command.get("user_id", ""), command.get("channel_id", "")
+    t = translations(await services.languages.language(user))
+    blocks = [question_block(user, question, t)]
+    message = {"text": f"Question: {escaped(question, TEXT_LIMIT - 10)}", "blocks": blocks}
+    try:
+        root = await post_message(client, message, channel=channel, thread_ts=None)
+    except SlackApiError as exc:
+        logger.info("answering /ask through its response URL: %s", exc.response.get("error"))
+        return None
+    except (SlackClientError, OSError):
+        logger.warning("answering /ask through its response URL", exc_info=True)
+        return None
+    key = ConversationKey(command.get("team_id", ""), channel, str(root["ts"]))
+    return SlackThreadAnswerSink(client, key, services.languages)
+
+
 async def _start_research(
     services: Services,
     command: dict[str, Any],
@@ -112,7 +150,8 @@ async def _start_research(
         error = exc.response.get("error")
         if error in ("not_in_channel", "channel_not_found", "is_archived"):
             logger.info("cannot post a research topic in %s: %s", channel, error)
-            await respond(text=NOT_IN_CHANNEL, response_type="ephemeral")
+            t = translations(await services.languages.language(user))
+            await respond(text=t.gettext(NOT_IN_CHANNEL), response_type="ephemeral")
             return
         raise
     key = ConversationKey(command.get("team_id", ""), channel, str(root["ts"]))

@@ -23,6 +23,7 @@ from bot.ports import OrphanEvent
 from bot.research import Deferred
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
+from handlers import assistant
 from handlers.slack_sink import SlackThreadSink
 
 logger = logging.getLogger(__name__)
@@ -107,13 +108,17 @@ def register(app: AsyncApp, services: Services) -> None:
         if event.get("user") == context.bot_user_id:
             return
         key = _thread_key(body, event)
-        if event.get("thread_ts") not in (None, event.get("ts")):
-            # Else a thread the bot is not part of.
-            if await services.conversations.get(key) is not None:
-                await _deliver(research.reply, key, body, context, client)
+        in_thread = event.get("thread_ts") not in (None, event.get("ts"))
+        if in_thread and await services.conversations.get(key) is not None:
+            await _deliver(research.reply, key, body, context, client)
         elif event.get("channel_type") == "im":
-            # In a DM every top-level message is meant for the bot: no mention needed.
-            await _deliver(research.mention, key, body, context, client)
+            # In the app's DM every message is meant for the bot, no mention needed: a
+            # top-level one, or the first in a thread of the assistant view (which is how
+            # the view delivers messages).
+            start = assistant.entry(services, client, titled=in_thread)
+            await _deliver(start, key, body, context, client)
+        elif in_thread:
+            return  # a thread the bot is not part of
         elif event.get("channel_type") == "mpim" and mentions(
             str(event.get("text") or ""), context.bot_user_id
         ):
@@ -148,6 +153,7 @@ def register(app: AsyncApp, services: Services) -> None:
         claim = _message_claim(key, event)
         if not await services.claims.claim(claim, holder=str(body.get("event_id") or "")):
             return
+        services.languages.note_starter(key, str(event.get("user") or ""))
         raw = event.get("text")
         text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
         async with _guarded(client, key):

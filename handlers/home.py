@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Final
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.budget import month_start
 from bot.services import Services
 from bot.usage_report import WorkspaceUsage
 from bot.workspace_settings import WorkspaceSettings
 from handlers.admins import is_workspace_admin
+from handlers.feedback import feedback_blocks
 from handlers.help import help_blocks
+from handlers.i18n import ENGLISH_TEXT, Translations, translations
 from handlers.model_key_render import key_home_block
 from handlers.settings_render import home_blocks
 from handlers.usage_render import usage_blocks
@@ -52,17 +56,25 @@ async def publish_home(client: AsyncWebClient, services: Services, team: str, us
         settings = await services.settings.current(team)
     except Exception:
         logger.exception("research settings for the Home tab of %s failed", team)
+    admin = await is_workspace_admin(client, user) is True
     settings_part = home_blocks(
-        settings,
-        default_model=services.settings.default_model,
-        can_change=await is_workspace_admin(client, user) is True,
+        settings, default_model=services.settings.default_model, can_change=admin
     )
+    if admin:  # how people rate the bot is for those who run it
+        try:
+            shares = await services.feedback.shares(
+                team, since=month_start(time.time()).timestamp()
+            )
+            settings_part = [*settings_part, {"type": "divider"}, *feedback_blocks(shares)]
+        except Exception:
+            logger.exception("feedback figures for the Home tab of %s failed", team)
     try:
         settings_part.append(key_home_block(await services.model_keys.status(team)))
     except Exception:
         logger.exception("the model key status for the Home tab of %s failed", team)
     try:
-        await client.views_publish(user_id=user, view=home_view(usage, settings_part))
+        t = translations(await services.languages.language(user, team))
+        await client.views_publish(user_id=user, view=home_view(usage, settings_part, t=t))
     except SlackApiError as exc:
         if exc.response.get("error") not in ("invalid_arguments", "invalid_blocks"):
             raise
@@ -76,8 +88,9 @@ def home_view(
     settings: list[dict[str, Any]] | None = None,
     *,
     unavailable: bool = False,
+    t: Translations = ENGLISH_TEXT,
 ) -> dict[str, Any]:
-    blocks: list[dict[str, Any]] = help_blocks()
+    blocks: list[dict[str, Any]] = help_blocks(t)
     if unavailable:
         blocks.append({"type": "divider"})
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": PARTS_UNAVAILABLE}})

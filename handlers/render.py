@@ -8,10 +8,17 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from bot.conversation import ConversationKey
+from bot.feedback import REPORT
+from bot.i18n import N_
 from bot.progress import ProgressView, Stage
 from bot.report import Report, numbered
+from handlers.i18n import ENGLISH_TEXT as ENGLISH
+from handlers.i18n import Translations
 
 STOP_ACTION: Final = "research_stop"
+FEEDBACK_ACTION: Final = "feedback"
+POSITIVE: Final = "good"
+NEGATIVE: Final = "bad"
 RETRY_ACTION: Final = "research_retry"
 
 # Slack's `markdown` block holds 12,000 characters per message; stay clear of it.
@@ -25,21 +32,56 @@ MAX_LINKED_URL: Final = 1000  # a longer reference URL is shown without a link
 FALLBACK_SENTENCE: Final = "I couldn't show this message in Slack."
 
 _STAGE_LINES: Final[dict[Stage, str]] = {
-    Stage.STARTING: ":hourglass_flowing_sand: Starting the research…",
-    Stage.PLANNING: ":memo: Planning the research…",
-    Stage.SEARCHING: ":mag: Searching the web…",
-    Stage.WRITING: ":writing_hand: Writing the report…",
-    Stage.DONE: ":white_check_mark: Research complete. The report is below.",
-    Stage.STOPPED: ":black_square_for_stop: Research stopped.",
-    Stage.FAILED: ":warning: Research did not finish.",
-    Stage.UNDELIVERED: ":warning: Research complete, but the report is not in this thread yet.",
-    Stage.INTERRUPTED: ":warning: Research interrupted: the bot restarted.",
+    Stage.CLARIFYING: N_(":hourglass_flowing_sand: Reading your request…"),
+    Stage.STARTING: N_(":hourglass_flowing_sand: Starting the research…"),
+    Stage.PLANNING: N_(":memo: Planning the research…"),
+    Stage.SEARCHING: N_(":mag: Searching the web…"),
+    Stage.WRITING: N_(":writing_hand: Writing the report…"),
+    Stage.DONE: N_(":white_check_mark: Research complete. The report is below."),
+    Stage.STOPPED: N_(":black_square_for_stop: Research stopped."),
+    Stage.FAILED: N_(":warning: Research did not finish."),
+    Stage.UNDELIVERED: N_(":warning: Research complete, but the report is not in this thread yet."),
+    Stage.INTERRUPTED: N_(":warning: Research interrupted: the bot restarted."),
 }
 # Stages after which the run is over: no Stop button. An interrupted run's counts are gone
 # with its process, so its message keeps only the headline.
 _ENDED: Final = (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED, Stage.INTERRUPTED)
 
 Message = dict[str, Any]
+
+# (Babel cannot look inside f-strings: sentences used in one are marked here.)
+SOURCES: Final = N_("Sources")
+READ_THE_REPORT: Final = N_("Read the report")
+
+# The thread's status line while work goes on, and the loading messages Slack rotates under
+# it (at most 10), following the stage. Ending stages clear the line.
+_STATUS_LINES: Final[dict[Stage, tuple[str, tuple[str, ...]]]] = {
+    Stage.CLARIFYING: (
+        N_("is reading your request…"),
+        (N_("Reading your request…"), N_("Thinking of a question to ask you…")),
+    ),
+    Stage.STARTING: (N_("is starting the research…"), (N_("Starting the research…"),)),
+    Stage.PLANNING: (
+        N_("is planning the research…"),
+        (N_("Planning the research…"), N_("Working out what to look for…")),
+    ),
+    Stage.SEARCHING: (
+        N_("is searching the web…"),
+        (N_("Searching the web…"), N_("Reading sources…"), N_("Comparing what the sources say…")),
+    ),
+    Stage.WRITING: (
+        N_("is writing the report…"),
+        (N_("Writing the report…"), N_("Citing the sources…"), N_("Checking the report…")),
+    ),
+}
+RUNNING_STAGES: Final = frozenset(_STATUS_LINES) - {Stage.CLARIFYING}
+
+
+def thread_status(stage: Stage, t: Translations = ENGLISH) -> tuple[str, list[str]]:
+    """(status, loading messages) for `stage`; ("", []) clears the line."""
+    status, loading = _STATUS_LINES.get(stage, ("", ()))
+    return (t.gettext(status) if status else ""), [t.gettext(m) for m in loading]
+
 
 # Summaries and progress carry links (sources, the report); Slack would unfurl them into
 # previews that bury the message.
@@ -70,18 +112,22 @@ def duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def progress_message(view: ProgressView, key: ConversationKey) -> Message:
-    headline = _STAGE_LINES[view.stage]
+def progress_message(
+    view: ProgressView, key: ConversationKey, *, t: Translations = ENGLISH
+) -> Message:
+    headline = t.gettext(_STAGE_LINES[view.stage])
     lines = [f"*{headline}*"]
     if view.round and view.stage in (Stage.SEARCHING, Stage.WRITING):
-        round_line = f"Search round {view.round}"
+        round_line = t.gettext(N_("Search round {round}")).format(round=view.round)
         if view.goal and view.stage is Stage.SEARCHING:
             round_line += f": {escaped(one_line(view.goal), 480)}"
         lines.append(round_line)
-    facts = [f"{view.sources} source{'s' if view.sources != 1 else ''} found"]
+    sources = t.ngettext("{count} source found", "{count} sources found", view.sources)
+    facts = [sources.format(count=view.sources)]
     if view.rounds_finished:
-        facts.append(f"{view.rounds_finished} round{'s' if view.rounds_finished != 1 else ''} done")
-    facts.append(f"elapsed {duration(view.elapsed_seconds)}")
+        done = t.ngettext("{count} round done", "{count} rounds done", view.rounds_finished)
+        facts.append(done.format(count=view.rounds_finished))
+    facts.append(t.gettext(N_("elapsed {time}")).format(time=duration(view.elapsed_seconds)))
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
     ]
@@ -96,7 +142,7 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
                     {
                         "type": "button",
                         "action_id": STOP_ACTION,
-                        "text": {"type": "plain_text", "text": "Stop"},
+                        "text": {"type": "plain_text", "text": t.gettext(N_("Stop"))},
                         "style": "danger",
                         "value": key_value(key),
                     }
@@ -106,7 +152,9 @@ def progress_message(view: ProgressView, key: ConversationKey) -> Message:
     return {"text": f"{headline} ({', '.join(facts)})", "blocks": blocks, **NO_UNFURL}
 
 
-def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Message:
+def notice_message(
+    sentence: str, key: ConversationKey, *, retry: bool, t: Translations = ENGLISH
+) -> Message:
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": escaped(sentence, SECTION_LIMIT)}}
     ]
@@ -118,7 +166,7 @@ def notice_message(sentence: str, key: ConversationKey, *, retry: bool) -> Messa
                     {
                         "type": "button",
                         "action_id": RETRY_ACTION,
-                        "text": {"type": "plain_text", "text": "Retry"},
+                        "text": {"type": "plain_text", "text": t.gettext(N_("Retry"))},
                         "style": "primary",
                         "value": key_value(key),
                     }
@@ -156,11 +204,14 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces or [""]
 
 
-def report_summary(report: Report) -> Message:
+def report_summary(
+    report: Report, *, canvas_url: str | None = None, t: Translations = ENGLISH
+) -> Message:
     stats = report.stats
     tokens = stats.input_tokens + stats.output_tokens
     footer = (
-        f"Took {duration(stats.duration_seconds)} · {tokens:,} tokens "
+        t.gettext(N_("Took {time}")).format(time=duration(stats.duration_seconds))
+        + f" · {tokens:,} tokens "
         f"({stats.input_tokens:,} in / {stats.output_tokens:,} out)"
     )
     if stats.cost_usd is not None:
@@ -175,22 +226,81 @@ def report_summary(report: Report) -> Message:
                 "text": {"type": "mrkdwn", "text": escaped(report.summary, SECTION_LIMIT)},
             }
         )
+    canvas = safe_url(canvas_url) if canvas_url else None
+    if canvas:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f":page_facing_up: <{canvas}|{t.gettext(READ_THE_REPORT)}>",
+                },
+            }
+        )
     refs = numbered(report.references)
     if refs:
-        lines = ["*Sources*"]
+        lines = [f"*{t.gettext(SOURCES)}*"]
         size = len(lines[0])
         for shown, (i, r) in enumerate(refs):
             line = f"{i}. {reference_link(r.url, r.title)}"
             # A section holds 3000 characters; never cut a link in half.
             if shown == MAX_LISTED_REFERENCES or size + len(line) + 60 > SECTION_LIMIT:
-                lines.append(f"…and {len(refs) - shown} more in the report file.")
+                more = t.ngettext(
+                    "…and {count} more in the report.",
+                    "…and {count} more in the report.",
+                    len(refs) - shown,
+                )
+                lines.append(more.format(count=len(refs) - shown))
                 break
             lines.append(line)
             size += len(line) + 1
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    blocks.append(feedback_block(report.model, REPORT, t))
     text = f"{report.title}: {report.summary}" if report.summary else report.title
     return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks, **NO_UNFURL}
+
+
+def feedback_block(model: str, kind: str, t: Translations = ENGLISH) -> dict[str, Any]:
+    """Slack's 👍/👎 buttons; each button's value names what is rated (model and kind), so a
+    press is recorded without looking the message up."""
+
+    def value(verdict: str) -> str:
+        return json.dumps({"v": verdict, "m": model[:100], "k": kind[:20]})
+
+    return {
+        "type": "context_actions",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK_ACTION,
+                "positive_button": {
+                    "text": {"type": "plain_text", "text": t.gettext(N_("Good response"))},
+                    "accessibility_label": t.gettext(N_("Mark this response as good")),
+                    "value": value(POSITIVE),
+                },
+                "negative_button": {
+                    "text": {"type": "plain_text", "text": t.gettext(N_("Bad response"))},
+                    "accessibility_label": t.gettext(N_("Mark this response as bad")),
+                    "value": value(NEGATIVE),
+                },
+            }
+        ],
+    }
+
+
+def parse_feedback(value: str) -> tuple[bool, str, str] | None:
+    """(positive, model, kind) from a feedback button's value; None for anything else."""
+    try:
+        data = json.loads(value)
+        verdict, model, kind = data["v"], data["m"], data["k"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if verdict not in (POSITIVE, NEGATIVE) or not isinstance(model, str):
+        return None
+    if not isinstance(kind, str) or not kind or len(model) > 100 or len(kind) > 20:
+        return None
+    return verdict == POSITIVE, model, kind
 
 
 def fallback_message(message: Message) -> Message:

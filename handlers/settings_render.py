@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from bot.report import Delivery
 from bot.research_options import DETAILED, SUMMARY
 from bot.workspace_settings import (
     MAINLINE,
@@ -39,6 +40,11 @@ _MODEL_LABELS: Final = {
 }
 _LENGTH_LABELS: Final = {DETAILED: "Detailed report", SUMMARY: "Summary"}
 _CLARIFY_VALUE: Final = "ask"
+_DELIVERY_LABELS: Final = {
+    Delivery.CANVAS_AND_FILE: "A canvas and the Markdown file",
+    Delivery.CANVAS: "A canvas only",
+    Delivery.FILE: "The Markdown file only",
+}
 _REMOVE_VALUE: Final = "remove"
 # A plain_text_input holds at most this many characters, its initial value included.
 INPUT_LIMIT: Final = 3000
@@ -111,6 +117,7 @@ def settings_modal(
     length = current.output_format if current.output_format in _LENGTH_LABELS else DETAILED
     lengths = [_option(v, label) for v, label in _LENGTH_LABELS.items()]
     mcp = current.mcp or McpServer(label="", url="")
+    delivery = current.delivery or Delivery.CANVAS_AND_FILE
 
     checkboxes: dict[str, Any] = {"type": "checkboxes", "options": [clarify]}
     if current.clarify is not False:
@@ -151,6 +158,17 @@ def settings_modal(
             },
         ),
         _input(Field.CLARIFY, "Clarifying question", checkboxes, optional=True),
+        _input(
+            Field.DELIVERY,
+            "Reports arrive as",
+            {
+                "type": "radio_buttons",
+                "options": [_option(d.value, label) for d, label in _DELIVERY_LABELS.items()],
+                "initial_option": _option(delivery.value, _DELIVERY_LABELS[delivery]),
+            },
+            hint="Where Slack can't make a canvas (a free plan's limit, say), the file comes "
+            "instead.",
+        ),
         {"type": "divider"},
         _section(
             f"*MCP research tools* (only with `{SNAPSHOT}`)\nResearch can also call the tools "
@@ -256,6 +274,8 @@ def form_from_state(values: Mapping[str, Any]) -> SettingsForm:
         mcp_tools=text(Field.MCP_TOOLS),
         mcp_token=text(Field.MCP_TOKEN),
         remove_token=ticked(Field.MCP_TOKEN_REMOVE, _REMOVE_VALUE),
+        # A form from before the field existed keeps the default.
+        delivery=selected(Field.DELIVERY) or Delivery.CANVAS_AND_FILE.value,
     )
 
 
@@ -308,6 +328,7 @@ def summary_blocks(settings: WorkspaceSettings, *, default_model: str) -> list[d
         f"*Model:* {model}",
         f"*Report length:* {length}",
         f"*Clarifying question:* {clarify}",
+        f"*Reports:* {_DELIVERY_LABELS[settings.delivery or Delivery.CANVAS_AND_FILE].lower()}",
         f"*MCP server:* {_mcp_line(settings.mcp)}",
     ]
     blocks = [_section("\n".join(lines))]

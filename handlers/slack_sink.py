@@ -10,13 +10,21 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
-from bot.progress import ProgressView
-from bot.report import Report
+from bot.ports import Languages
+from bot.progress import ProgressView, Stage
+from bot.report import Delivery, Report
 from bot.sink import FILE, MESSAGE, SUMMARY, DeliveryFailed, SinkFactory
 from handlers import render
+from handlers.i18n import Translations, translations
 
 logger = logging.getLogger(__name__)
 
+# canvases.create takes Markdown up to 1 MiB.
+MAX_CANVAS_BYTES: Final = 1024 * 1024
+MAX_CANVAS_TITLE: Final = 150
+# Agent session statuses (agents.sessions.setStatus).
+PROCESSING: Final = "processing"
+ACTIVE: Final = "active"
 # Message metadata naming the bot's deliveries (questions, report summaries) in a thread.
 DELIVERY_EVENT: Final = "qdr_delivery"
 MAX_REPLY_PAGES: Final = 20
@@ -62,9 +70,21 @@ async def post_message(
 
 
 class SlackThreadSink:
-    def __init__(self, client: AsyncWebClient, key: ConversationKey) -> None:
+    def __init__(
+        self, client: AsyncWebClient, key: ConversationKey, languages: Languages | None = None
+    ) -> None:
         self._client = client
         self._key = key
+        self._languages = languages
+        self._t: Translations | None = None
+        self._session_open = False
+
+    async def _translations(self) -> Translations:
+        """The thread's language: its conversation starter's (looked up once per sink)."""
+        if self._t is None:
+            language = await self._languages.of_thread(self._key) if self._languages else "en"
+            self._t = translations(language)
+        return self._t
 
     async def post_markdown(self, text: str, *, marker: str = "") -> str:
         ts = ""
@@ -77,27 +97,47 @@ class SlackThreadSink:
         return ts
 
     async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
-        await self._post(render.notice_message(sentence, self._key, retry=retry))
+        t = await self._translations()
+        # The domain's fixed sentences are msgids; filled-in ones stay as written.
+        await self._post(render.notice_message(t.gettext(sentence), self._key, retry=retry, t=t))
 
     async def show_progress(self, view: ProgressView, message_ts: str | None) -> str:
-        message = render.progress_message(view, self._key)
+        message = render.progress_message(view, self._key, t=await self._translations())
         if message_ts is None:
             response = await self._post(message)
             return str(response["ts"])
         await self._client.chat_update(channel=self._key.channel_id, ts=message_ts, **message)
         return message_ts
 
-    async def set_status(self, status: str) -> None:
+    async def set_status(self, stage: Stage) -> None:
+        if stage in render.RUNNING_STAGES and not self._session_open:
+            self._session_open = True  # one try per run: a refusal is not retried each tick
+            await set_session(self._client, self._key, PROCESSING)
+        elif stage not in render.RUNNING_STAGES and stage is not Stage.CLARIFYING:
+            await set_session(self._client, self._key, ACTIVE)
+        status, loading = render.thread_status(stage, await self._translations())
         try:
             await self._client.assistant_threads_setStatus(
-                channel_id=self._key.channel_id, thread_ts=self._key.thread_ts, status=status
+                channel_id=self._key.channel_id,
+                thread_ts=self._key.thread_ts,
+                status=status,
+                loading_messages=loading or None,
             )
         except SlackApiError as exc:
             # The status line is decoration: a workspace without the feature still works.
             logger.info("thread status not set: %s", exc.response.get("error"))
 
-    async def deliver_report(self, report: Report, *, skip: frozenset[str] = frozenset()) -> None:
-        if FILE not in skip:
+    async def deliver_report(
+        self,
+        report: Report,
+        *,
+        skip: frozenset[str] = frozenset(),
+        delivery: Delivery = Delivery.CANVAS_AND_FILE,
+    ) -> None:
+        if SUMMARY in skip:
+            return  # the summary goes last: everything before it is in the thread
+        canvas = await self._canvas(report) if delivery.wants_canvas else None
+        if FILE not in skip and (delivery.wants_file or canvas is None):
             try:
                 await self._client.files_upload_v2(
                     channel=self._key.channel_id,
@@ -109,13 +149,42 @@ class SlackThreadSink:
             except (SlackApiError, SlackClientError, OSError) as exc:
                 raise _failed(FILE, exc) from exc
         if SUMMARY not in skip:
-            summary = render.report_summary(report)
+            t = await self._translations()
+            summary = render.report_summary(report, canvas_url=canvas, t=t)
             if report.marker:
                 summary = {**summary, "metadata": _metadata(report.marker)}
             try:
                 await self._post(summary)
             except (SlackApiError, SlackClientError, OSError) as exc:
                 raise _failed(SUMMARY, exc) from exc
+
+    async def _canvas(self, report: Report) -> str | None:
+        """The report as a canvas for the thread's channel; its link, or None when Slack
+        will not make one (a free plan's limit, a missing scope, any error): the file then
+        stands in for it."""
+        markdown = report.markdown()
+        if len(markdown.encode()) > MAX_CANVAS_BYTES:
+            logger.info("report in %s too large for a canvas; file only", self._key)
+            return None
+        try:
+            created = await self._client.canvases_create(
+                title=render.clip(report.title, MAX_CANVAS_TITLE),
+                document_content={"type": "markdown", "markdown": markdown},
+                channel_id=self._key.channel_id,
+            )
+            canvas_id = str(created.get("canvas_id") or "")
+            if not canvas_id:
+                return None
+            # A canvas is a file: its permalink is what people open.
+            info = await self._client.files_info(file=canvas_id)
+        except SlackApiError as exc:
+            logger.info("no canvas for the report in %s: %s", self._key, exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError):
+            logger.warning("no canvas for the report in %s", self._key, exc_info=True)
+            return None
+        permalink = (info.get("file") or {}).get("permalink")
+        return str(permalink) if permalink else None
 
     async def delivered(self, marker: str) -> frozenset[str]:
         found: set[str] = set()
@@ -147,6 +216,21 @@ class SlackThreadSink:
         )
 
 
+async def set_session(client: AsyncWebClient, key: ConversationKey, status: str) -> None:
+    """The thread's agent session: PROCESSING while research runs (Slack shows its own Stop
+    button and sends agent_session_stopped), ACTIVE once it ended however it ended. Best
+    effort: where the platform offers no sessions (an app not declared an agent, an older
+    workspace) the run goes on with the progress message's own Stop button."""
+    try:
+        await client.agents_sessions_setStatus(
+            channel_id=key.channel_id, thread_ts=key.thread_ts, status=status
+        )
+    except SlackApiError as exc:
+        logger.info("agent session not set to %s: %s", status, exc.response.get("error"))
+    except SlackClientError:
+        logger.info("agent session not set to %s", status, exc_info=True)
+
+
 def _metadata(marker: str) -> dict[str, Any]:
     return {"event_type": DELIVERY_EVENT, "event_payload": {"marker": marker}}
 
@@ -157,10 +241,12 @@ def _failed(part: str, exc: Exception) -> DeliveryFailed:
     return DeliveryFailed(part, lasting=error in LASTING_ERRORS)
 
 
-def slack_sinks(client_for: Callable[[str], AsyncWebClient]) -> SinkFactory:
+def slack_sinks(
+    client_for: Callable[[str], AsyncWebClient], languages: Languages | None = None
+) -> SinkFactory:
     """Sinks posting with the client of the thread's workspace (`client_for(team_id)`)."""
 
     def make(key: ConversationKey) -> SlackThreadSink:
-        return SlackThreadSink(client_for(key.team_id), key)
+        return SlackThreadSink(client_for(key.team_id), key, languages)
 
     return make

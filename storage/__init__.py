@@ -15,6 +15,7 @@ from storage.durable import (
     SqlPacing,
     SqlProcesses,
 )
+from storage.feedback import SqlFeedback
 from storage.ledger import SqlUsageLedger
 from storage.workspace_settings import SqlWorkspaceSettings
 from storage.workspaces import SqlWorkspaceKeys, SqlWorkspaces
@@ -35,6 +36,7 @@ class Storage:
     pacing: SqlPacing
     workspaces: SqlWorkspaces
     workspace_keys: SqlWorkspaceKeys
+    feedback: SqlFeedback
 
     @classmethod
     async def open(cls, url: str) -> Storage:
@@ -54,6 +56,7 @@ class Storage:
             pacing=SqlPacing(db),
             workspaces=SqlWorkspaces(db),
             workspace_keys=SqlWorkspaceKeys(db),
+            feedback=SqlFeedback(db),
         )
 
     async def close(self) -> None:

@@ -91,7 +91,22 @@ workspace_settings = Table(
     Column("mcp_url", Text, nullable=False),
     Column("mcp_allowed_tools", Text, nullable=False),  # JSON list of tool names
     Column("mcp_token_sealed", Text),  # encrypted bearer token, never plaintext
+    Column("report_delivery", Text),  # canvas_and_file / canvas / file; NULL: canvas_and_file
     Column("updated_by", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("channel_id", Text, primary_key=True),
+    Column("message_ts", Text, primary_key=True),  # the message carrying the buttons
+    Column("user_id", Text, primary_key=True),
+    Column("positive", Integer, nullable=False),  # 1 👍, 0 👎; a second press replaces it
+    Column("model", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # report, answer, follow_up
+    Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
 

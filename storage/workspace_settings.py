@@ -35,6 +35,7 @@ class SqlWorkspaceSettings:
             "mcp_url": stored.mcp_url,
             "mcp_allowed_tools": json.dumps(list(stored.mcp_allowed_tools)),
             "mcp_token_sealed": stored.mcp_token_sealed,
+            "report_delivery": stored.report_delivery,
             "updated_by": stored.updated_by,
             "updated_at": stored.updated_at,
         }
@@ -63,6 +64,7 @@ def _settings(row: RowMapping) -> SettingsRow:
         mcp_url=row["mcp_url"] or "",
         mcp_allowed_tools=tuple(str(t) for t in tools if isinstance(t, str)),
         mcp_token_sealed=row["mcp_token_sealed"],
+        report_delivery=row["report_delivery"],
         updated_by=row["updated_by"] or "",
         updated_at=float(row["updated_at"]),
     )

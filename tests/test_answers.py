@@ -50,8 +50,11 @@ class ScriptedModel:
 class RecordingSink:
     events: list[tuple[str, Any]] = field(default_factory=list)
 
-    async def thinking(self, question: str, model: str) -> None:
+    async def thinking(self, question: str, model: str, asker: str = "") -> None:
         self.events.append(("thinking", model))
+
+    async def partial(self, text: str) -> None:
+        self.events.append(("partial", text))
 
     async def deliver(self, answer: Answer) -> None:
         self.events.append(("deliver", answer))
@@ -114,8 +117,10 @@ def ask(question: str = "why?", **kw: Any) -> AskRequest:
 async def test_ask_records_usage_with_cost_and_delivers(world: World) -> None:
     world.model.scripts.append(answered())
     await world.service.ask(ask(model="qwq-plus"), world.sink)
-    assert [e[0] for e in world.sink.events] == ["thinking", "deliver"]
-    delivered: Answer = world.sink.events[1][1]
+    # The answer is handed over as it is written, then whole.
+    assert [e[0] for e in world.sink.events] == ["thinking", "partial", "deliver"]
+    assert world.sink.events[1] == ("partial", "Answer.")
+    delivered: Answer = world.sink.events[2][1]
     assert (delivered.text, delivered.has_reasoning, delivered.model) == (
         "Answer.",
         True,

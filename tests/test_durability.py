@@ -351,8 +351,8 @@ async def test_questions_asked_during_research_are_answered_after_a_restart(
     dashscope.enqueue(thinking_script(["Checking dates."], ["Source 1.1 is newest."]))
     runtime = await start_bot(slack, dashscope, tmp_path, "http")
     try:
-        await slack.wait_for_call(
-            "chat.postMessage",
+        await slack.wait_for_call(  # streamed into the thread as it is written
+            "chat.startStream",
             lambda c: c.args.get("thread_ts") == thread and "newest" in str(c.args),
             timeout=20,
         )

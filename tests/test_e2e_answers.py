@@ -36,10 +36,23 @@ REASONING = ["Rayleigh scattering ", "favours short wavelengths."]
 ANSWER = ["The sky is blue because ", "air scatters blue light the most."]
 
 
-async def slash(bot: Harness, command: str, text: str) -> tuple[Any, str]:
-    """Run a slash command; returns (what the ack carried, the command's response_url)."""
+# A channel the bot has not joined: `/ask` answers there through the command's response URL
+# as whole messages. Where the bot can post, the answer streams into a thread instead
+# (tests/test_e2e_streaming.py).
+OUTSIDE = "COUT"
+
+
+async def slash(
+    bot: Harness, command: str, text: str, *, channel: str | None = None
+) -> tuple[Any, str]:
+    """Run a slash command (`/ask` from a channel the bot is not in, unless `channel` says
+    otherwise); returns (what the ack carried, the command's response_url)."""
     url = bot.slack.response_url()
-    result = await bot.send(slash_payload(command, text, response_url=url), "command")
+    bot.slack.outside_channels.add(OUTSIDE)
+    if channel is None:
+        channel = OUTSIDE if command == "/ask" else "C1"
+    payload = slash_payload(command, text, response_url=url, channel_id=channel)
+    result = await bot.send(payload, "command")
     return result, url
 
 
@@ -113,7 +126,7 @@ async def test_ask_answers_in_channel_with_reasoning_behind_a_button(bot: Harnes
         "answer",
         "qwen-plus",
         "UUSER",
-        "C1",
+        OUTSIDE,
     )
     assert record.reasoning_tokens > 0 and record.output_tokens > record.reasoning_tokens
     assert record.cost_usd is None  # qwen-plus has no seeded price: tokens only
@@ -226,6 +239,9 @@ async def test_long_answer_is_split_across_messages_not_cut(bot: Harness) -> Non
 
 
 async def finish_research(bot: Harness) -> str:
+    """A finished research thread whose follow-ups are answered as whole messages (where
+    Slack offers no streaming; streamed ones are in tests/test_e2e_streaming.py)."""
+    bot.slack.streaming = False
     thread = await start_conversation(bot)
     bot.dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
     await bot.send_event(message("Personalised learning, please", thread_ts=thread))

@@ -22,7 +22,7 @@ from tests.postgres import fresh_database
 
 LEGACY_SCHEMA = Path(__file__).parent / "fixtures" / "legacy_schema.sql"
 SECRET_KEY = "k" * 40
-HEAD = "0004"
+HEAD = "0005"
 DONE_KEY = ConversationKey("T1", "C1", "1700000000.000100")
 WAITING_KEY = ConversationKey("T1", "C2", "1700000000.000200")
 HISTORY = [

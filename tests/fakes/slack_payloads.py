@@ -380,3 +380,95 @@ def home_block_action(
         del payload[key]
     payload.pop("response_url", None)
     return payload
+
+
+def assistant_thread_started(
+    *, user: str = "UUSER", channel: str = "D1", thread_ts: str | None = None, team: str = "T1"
+) -> dict[str, Any]:
+    """`assistant_thread_started`: a user opened a thread in the app's assistant view (the
+    thread lives in the app's DM; `context` names the channel the user was looking at)."""
+    ts = next_ts()
+    return {
+        "type": "assistant_thread_started",
+        "assistant_thread": {
+            "user_id": user,
+            "context": {"channel_id": "C1", "team_id": team, "enterprise_id": None},
+            "channel_id": channel,
+            "thread_ts": thread_ts or ts,
+        },
+        "event_ts": ts,
+    }
+
+
+def agent_session_stopped(
+    *,
+    channel: str,
+    thread_ts: str,
+    user: str = "UUSER",
+    streaming_message_ts: list[str] | None = None,
+) -> dict[str, Any]:
+    """`agent_session_stopped`: Slack's own Stop on a session in `processing`. Slack has
+    already stopped the streams it lists (an empty list when none was streaming); the team is
+    on the enclosing event_callback only."""
+    return {
+        "type": "agent_session_stopped",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "user": user,
+        "streaming_message_ts": streaming_message_ts or [],
+        "event_ts": next_ts(),
+    }
+
+
+def feedback_press(
+    message: dict[str, Any], *, positive: bool, user_id: str = "UUSER", team_id: str = "T1"
+) -> dict[str, Any]:
+    """A press of a `feedback_buttons` element in a posted message (as the fake stored it):
+    a `block_actions` whose action is the feedback_buttons element with the pressed button's
+    value, the container naming the message."""
+    for block in message.get("blocks") or []:
+        if block.get("type") != "context_actions":
+            continue
+        for element in block.get("elements") or []:
+            if element.get("type") == "feedback_buttons":
+                button = element["positive_button" if positive else "negative_button"]
+                payload = block_action(
+                    element["action_id"],
+                    button["value"],
+                    user_id=user_id,
+                    channel_id=str(message.get("channel") or "C1"),
+                    message_ts=str(message["ts"]),
+                    thread_ts=message.get("thread_ts"),
+                    team_id=team_id,
+                    block_id=str(block.get("block_id") or "feedback"),
+                )
+                payload["actions"][0]["type"] = "feedback_buttons"
+                payload["actions"][0].pop("text")
+                return payload
+    raise ValueError("the message has no feedback buttons")
+
+
+def message_shortcut(
+    callback_id: str,
+    message: dict[str, Any],
+    *,
+    user_id: str = "UUSER",
+    channel_id: str = "C1",
+    team_id: str = "T1",
+) -> dict[str, Any]:
+    """A `message_action` payload: someone used a message shortcut on `message`."""
+    return {
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": team_id, "domain": "test"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id},
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": _trigger_id(),
+        "response_url": f"https://hooks.slack.com/app/{team_id}/1/fake",
+        "message_ts": message["ts"],
+        "message": {"type": "message", **message},
+    }

@@ -49,6 +49,12 @@ MANIFEST_BOT_SCOPES = (
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3_000
 MAX_MARKDOWN_TOTAL = 12_000
+MAX_LOADING_MESSAGES = 10
+MAX_SUGGESTED_PROMPTS = 4
+MAX_SESSION_TITLE = 200
+MAX_CANVAS_BYTES = 1024 * 1024
+MAX_CONTEXT_ACTIONS = 5
+SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
 
 
 @dataclass
@@ -271,6 +277,20 @@ def block_kit_problems(blocks: Any, *, max_blocks: int = MAX_BLOCKS) -> list[str
         elif kind == "actions":
             for e in block.get("elements") or []:
                 element(where, e)
+        elif kind == "context_actions":
+            elements = block.get("elements") or []
+            if len(elements) > MAX_CONTEXT_ACTIONS:
+                problems.append(f"{where}: {len(elements)} elements > {MAX_CONTEXT_ACTIONS}")
+            for e in elements:
+                if not isinstance(e, dict) or e.get("type") != "feedback_buttons":
+                    continue
+                for side in ("positive_button", "negative_button"):
+                    b = e.get(side)
+                    if not isinstance(b, dict):
+                        problems.append(f"{where}: feedback_buttons without {side}")
+                        continue
+                    over(f"{where} {side} text", _text_of(b.get("text")), 75)
+                    over(f"{where} {side} value", str(b.get("value", "")), 2000)
         elif kind == "input":
             over(f"{where} label", _text_of(block.get("label")), _TEXT_LIMITS["label"])
             over(f"{where} hint", _text_of(block.get("hint")), _TEXT_LIMITS["hint"])
@@ -337,6 +357,22 @@ class FakeSlack:
         self.installed: dict[str, Workspace] = {}  # bot token -> its workspace
         self._refresh: dict[str, Workspace] = {}  # refresh token -> its workspace
         self._installs = itertools.count(1)
+        # (channel, thread_ts) -> what the AI-app surface shows for that thread now.
+        self.thread_status: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self.thread_titles: dict[tuple[str, str], str] = {}
+        self.suggested_prompts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.sessions: dict[tuple[str, str], str] = {}  # agent session status
+        self.canvases: dict[str, dict[str, Any]] = {}  # canvas id -> title, markdown, channel
+        # A free workspace: canvases only with a channel_id (tabbed in that channel).
+        self.free_plan = False
+        # Channels the bot has not joined: posting there answers not_in_channel.
+        self.outside_channels: set[str] = set()
+        # Chat streaming as seen in practice: a stream expires about five minutes after it
+        # started and a message takes about 11 KB of streamed text.
+        self.stream_seconds = 300.0
+        self.stream_max_bytes = 11_000
+        self.streams: dict[str, list[str]] = {}  # ts -> the markdown_text pieces, in order
+        self.streaming = True  # False: a workspace where chat.startStream is not offered
 
         self.port = 0
         self.api_url = ""
@@ -359,6 +395,14 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
             "assistant.threads.setStatus": self._assistant_set_status,
+            "assistant.threads.setSuggestedPrompts": self._assistant_set_suggested_prompts,
+            "assistant.threads.setTitle": self._assistant_set_title,
+            "agents.sessions.setStatus": self._agents_sessions_set_status,
+            "canvases.create": self._canvases_create,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
+            "files.info": self._files_info,
             "reactions.add": self._reactions_add,
             "reactions.remove": self._reactions_remove,
             "views.open": self._views_open,
@@ -836,8 +880,13 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    def _check_member(self, channel: str) -> None:
+        if channel in self.outside_channels:
+            raise SlackError("not_in_channel")
+
     def _chat_post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         _check_message(args)
+        self._check_member(str(args["channel"]))
         self._check_strict(args.get("blocks"))
         if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):
             raise SlackError("no_text")
@@ -900,7 +949,48 @@ class FakeSlack:
     def _assistant_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel_id") or not args.get("thread_ts") or "status" not in args:
             raise SlackError("invalid_arguments")
+        loading = args.get("loading_messages") or []
+        if (
+            not isinstance(loading, list)
+            or len(loading) > MAX_LOADING_MESSAGES
+            or not all(isinstance(m, str) and m for m in loading)
+        ):
+            raise SlackError("invalid_arguments")
+        key = (str(args["channel_id"]), str(args["thread_ts"]))
+        self.thread_status[key] = (str(args["status"]), loading)
         return {}
+
+    def _assistant_set_suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        # JSON body; `thread_ts` and `title` optional, 1-4 prompts of {title, message}.
+        prompts = args.get("prompts")
+        if not args.get("channel_id") or not isinstance(prompts, list):
+            raise SlackError("invalid_arguments")
+        if not 0 < len(prompts) <= MAX_SUGGESTED_PROMPTS or not all(
+            isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts
+        ):
+            raise SlackError("invalid_arguments")
+        key = (str(args["channel_id"]), str(args.get("thread_ts") or ""))
+        self.suggested_prompts[key] = {"title": args.get("title"), "prompts": prompts}
+        return {}
+
+    def _assistant_set_title(self, args: dict[str, Any]) -> dict[str, Any]:
+        # slack_sdk sends this one as a query string (params=), unlike its siblings.
+        if not args.get("channel_id") or not args.get("thread_ts") or not args.get("title"):
+            raise SlackError("invalid_arguments")
+        self.thread_titles[(str(args["channel_id"]), str(args["thread_ts"]))] = str(args["title"])
+        return {}
+
+    def _agents_sessions_set_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        status, title = args.get("status"), args.get("title")
+        if status not in SESSION_STATUSES or not args.get("channel_id"):
+            raise SlackError("invalid_arguments")
+        if not args.get("thread_ts"):
+            raise SlackError("invalid_arguments")  # thread-based sessions need their thread
+        if title is not None and len(str(title)) > MAX_SESSION_TITLE:
+            raise SlackError("invalid_arguments")
+        key = (str(args["channel_id"]), str(args["thread_ts"]))
+        self.sessions[key] = str(status)
+        return {"status": status}
 
     def _reaction_key(self, args: dict[str, Any]) -> tuple[str, str, str]:
         key = (args.get("channel", ""), args.get("timestamp", ""), args.get("name", ""))
@@ -954,12 +1044,17 @@ class FakeSlack:
         user = self.users.get(args.get("user", ""))
         if user is None:
             raise SlackError("user_not_found")
-        return {"user": user}
+        # Like Slack, `locale` only when asked for with include_locale.
+        shown = {k: v for k, v in user.items() if k != "locale"}
+        if _truthy(args.get("include_locale")):
+            shown["locale"] = user.get("locale", "en-US")
+        return {"user": shown}
 
     def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = args.get("channel", ""), args.get("ts", "")
         if not channel or not ts:
             raise SlackError("invalid_arguments")
+        self._check_member(str(channel))
         thread = sorted(
             (
                 m
@@ -968,9 +1063,9 @@ class FakeSlack:
             ),
             key=lambda m: m["ts"],
         )
-        hidden = (
-            {"channel"} if _truthy(args.get("include_all_metadata")) else {"channel", "metadata"}
-        )
+        hidden = {"channel", "streaming", "stream_started"}
+        if not _truthy(args.get("include_all_metadata")):
+            hidden.add("metadata")
         messages = [
             {"type": "message", **{k: v for k, v in m.items() if v is not None and k not in hidden}}
             for m in thread
@@ -1030,6 +1125,122 @@ class FakeSlack:
                 }
             )
         return {"files": result}
+
+    def _chat_start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = str(args.get("channel") or ""), args.get("thread_ts")
+        if not channel or not thread_ts:
+            raise SlackError("invalid_arguments")
+        if args.get("markdown_text") and args.get("chunks"):
+            raise SlackError("invalid_arguments")  # one or the other per request
+        if not channel.startswith("D"):  # outside DMs, the stream needs its recipient
+            if not args.get("recipient_team_id"):
+                raise SlackError("missing_recipient_team_id")
+            if not args.get("recipient_user_id"):
+                raise SlackError("missing_recipient_user_id")
+        self._check_member(channel)
+        if not self.streaming:
+            raise SlackError("feature_not_enabled")
+        text = str(args.get("markdown_text") or "")
+        if len(text.encode()) > self.stream_max_bytes:
+            raise SlackError("msg_too_long")
+        ts = next_ts()
+        self.messages[ts] = {
+            "channel": channel,
+            "ts": ts,
+            "text": text,
+            "blocks": None,
+            "thread_ts": thread_ts,
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "streaming": True,
+            "stream_started": time.monotonic(),
+        }
+        self.streams[ts] = [text] if text else []
+        return {"channel": channel, "ts": ts}
+
+    def _streaming(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.messages.get(str(args.get("ts") or ""))
+        if msg is None or msg["channel"] != args.get("channel"):
+            raise SlackError("message_not_found")
+        expired = time.monotonic() - msg.get("stream_started", 0.0) > self.stream_seconds
+        if not msg.get("streaming") or expired:
+            msg["streaming"] = False
+            raise SlackError("message_not_in_streaming_state")
+        return msg
+
+    def _stream_append(self, msg: dict[str, Any], args: dict[str, Any]) -> None:
+        text = str(args.get("markdown_text") or "")
+        if len((msg["text"] + text).encode()) > self.stream_max_bytes:
+            raise SlackError("msg_too_long")
+        if text:
+            msg["text"] += text
+            self.streams[msg["ts"]].append(text)
+
+    def _chat_append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self._streaming(args)
+        if not args.get("markdown_text") and not args.get("chunks"):
+            raise SlackError("no_text")
+        self._stream_append(msg, args)
+        return {"channel": msg["channel"], "ts": msg["ts"]}
+
+    def _chat_stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self._streaming(args)
+        _check_blocks(args.get("blocks"))
+        self._check_strict(args.get("blocks"))
+        self._stream_append(msg, args)
+        msg["streaming"] = False
+        if args.get("blocks"):
+            msg["blocks"] = args["blocks"]
+        return {"channel": msg["channel"], "ts": msg["ts"], "message": {"text": msg["text"]}}
+
+    def _canvases_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        # JSON body: title, document_content {type: "markdown", markdown}, channel_id.
+        content = args.get("document_content")
+        if content is not None and (
+            not isinstance(content, dict)
+            or content.get("type") != "markdown"
+            or not isinstance(content.get("markdown"), str)
+        ):
+            raise SlackError("invalid_arguments")
+        markdown = content["markdown"] if content else ""
+        if len(markdown.encode()) > MAX_CANVAS_BYTES:
+            raise SlackError("canvas_creation_failed")
+        if self.free_plan and not args.get("channel_id"):
+            raise SlackError("free_teams_cannot_create_non_tabbed_canvases")
+        canvas_id = self._new_id("F")
+        self.canvases[canvas_id] = {
+            "title": args.get("title"),
+            "markdown": markdown,
+            "channel_id": args.get("channel_id"),
+        }
+        return {"canvas_id": canvas_id}
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(args.get("file") or "")
+        canvas = self.canvases.get(file_id)
+        if canvas is not None:
+            return {
+                "file": {
+                    "id": file_id,
+                    "title": canvas["title"] or "Untitled",
+                    "mimetype": "application/vnd.slack-docs",
+                    "filetype": "quip",
+                    "pretty_type": "Canvas",
+                    "permalink": f"https://test.slack.com/docs/{self.team_id}/{file_id}",
+                }
+            }
+        upload = self.uploads.get(file_id)
+        if upload is None:
+            raise SlackError("file_not_found")
+        return {
+            "file": {
+                "id": file_id,
+                "name": upload.filename,
+                "title": upload.title or upload.filename,
+                "size": len(upload.content),
+                "permalink": f"https://test.slack.com/files/{self.bot_user_id}/{file_id}",
+            }
+        }
 
     def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self.port}/socket"}

@@ -94,7 +94,7 @@ def test_notes_and_cost_in_the_footer() -> None:
         notes=("`qwq-plus` always thinks first, so `--fast` had no effect.",),
     )
     [message] = render.answer_messages(a, quote=False, max_messages=1)
-    footer = json.dumps(message["blocks"][-1])
+    footer = json.dumps([b for b in message["blocks"] if b["type"] == "context"][-1])
     assert "est. $0.0123" in footer and "--fast` had no effect" in footer
     assert action_ids([message]) == []
 

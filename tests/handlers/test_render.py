@@ -25,12 +25,14 @@ from handlers.render import (
     progress_message,
     report_summary,
     split_text,
+    thread_status,
 )
 
 KEY = ConversationKey("T1", "C42", "1700000000.000100")
 RUNNING = (Stage.STARTING, Stage.PLANNING, Stage.SEARCHING, Stage.WRITING)
 ENDED = (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED, Stage.INTERRUPTED)
 STAGE_WORDS = {
+    Stage.CLARIFYING: "Reading your request",
     Stage.STARTING: "Starting",
     Stage.PLANNING: "Planning",
     Stage.SEARCHING: "Searching",
@@ -246,7 +248,7 @@ def test_report_summary_lists_at_most_fifteen_references() -> None:
     sources = section_texts(report_summary(report(references=refs)))[-1]
     assert "15. <https://example.org/15|Source 15>" in sources
     assert "https://example.org/16" not in sources
-    assert "and 5 more in the report file" in sources
+    assert "and 5 more in the report" in sources
 
 
 def test_report_summary_sections_fit_with_100_long_references() -> None:
@@ -260,7 +262,7 @@ def test_report_summary_sections_fit_with_100_long_references() -> None:
     sources = texts[-1]
     listed = len(re.findall(r"^\d+\. <", sources, flags=re.MULTILINE))
     assert listed >= 1
-    assert f"and {100 - listed} more in the report file" in sources
+    assert f"and {100 - listed} more in the report" in sources
 
 
 def test_report_summary_fits_with_a_summary_full_of_escapes() -> None:
@@ -390,3 +392,12 @@ def test_report_summary_is_shortened() -> None:
     summary = report(text=text).summary
     assert 0 < len(summary) <= 600
     assert summary.endswith("…")
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+def test_the_status_line_follows_the_stage(stage: Stage) -> None:
+    status, loading = thread_status(stage)
+    if stage in (Stage.DONE, Stage.STOPPED, Stage.FAILED, Stage.UNDELIVERED):
+        assert (status, loading) == ("", [])  # the run ended: the line is cleared
+    else:
+        assert status.startswith("is ") and 0 < len(loading) <= 10

@@ -233,7 +233,7 @@ def test_a_hostile_reference_becomes_one_plain_link() -> None:
     message = report_with(HOSTILE, Reference(2, "Fine", "https://ok.example/?a=1&b=2"))
     summary = report_summary(message)
     assert block_kit_problems(summary["blocks"]) == []
-    sources = summary["blocks"][-2]["text"]["text"]
+    sources = summary["blocks"][-3]["text"]["text"]
     markup = mentions_and_links(sources)
     assert len(markup) == 2, markup
     for link in markup:

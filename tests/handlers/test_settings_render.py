@@ -51,6 +51,8 @@ def test_the_modal_round_trips_through_slack_state() -> None:
         modal_state(view, {"mcp_token": "t0k", "clarify": ["ask"], "mcp_token_remove": ["remove"]})
     )
     assert changed.mcp_token == "t0k" and changed.clarify and changed.remove_token
+    canvas_only = form_from_state(modal_state(view, {"delivery": "canvas"}))
+    assert canvas_only.delivery == "canvas"
 
 
 def test_a_saved_token_is_never_an_initial_value() -> None:

@@ -1,0 +1,165 @@
+"""The "Research this" message shortcut: any message's text, and its thread's, becomes a research
+topic in that message's thread, after a small modal for the options (summary or detailed, a
+clarifying question first or not)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.conversation import ConversationKey
+from bot.i18n import N_
+from bot.research import MAX_MESSAGE_CHARS
+from bot.research_options import DETAILED, SUMMARY
+from bot.services import Services
+from handlers.actions import team_of
+from handlers.events import request_text
+from handlers.i18n import translations
+
+logger = logging.getLogger(__name__)
+
+RESEARCH_THIS: Final = "research_this"  # the shortcut's callback_id (manifest.yml)
+RESEARCH_THIS_VIEW: Final = "research_this_options"
+LENGTH_BLOCK: Final = "length"
+CLARIFY_BLOCK: Final = "clarify"
+INPUT: Final = "input"
+ASK_FIRST: Final = "ask"
+MAX_THREAD_MESSAGES: Final = 200
+CANNOT_READ: Final = N_(
+    "I can't read that conversation, so I can't research it: invite me with "
+    "`/invite @Qwen Deep Research` first, then use *Research this* again."
+)
+NOTHING_TO_RESEARCH: Final = N_("That message has no text I could research.")
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    @app.shortcut(RESEARCH_THIS)
+    async def on_research_this(
+        ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        channel = str((shortcut.get("channel") or {}).get("id") or "")
+        message = shortcut.get("message") or {}
+        ts = str(message.get("ts") or shortcut.get("message_ts") or "")
+        root = str(message.get("thread_ts") or ts)
+        meta = json.dumps({"c": channel, "t": root})
+        # The trigger lasts three seconds: open first, read the thread on submission.
+        await client.views_open(trigger_id=shortcut["trigger_id"], view=options_modal(meta))
+
+    @app.view(RESEARCH_THIS_VIEW)
+    async def on_options(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        await ack()
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            channel, root = str(meta["c"]), str(meta["t"])
+        except (ValueError, KeyError, TypeError):
+            logger.info("ignored a Research this submission without its message")
+            return
+        user = str((body.get("user") or {}).get("id") or "")
+        key = ConversationKey(team_of(body), channel, root)
+        try:
+            texts = await _thread_texts(client, key)
+        except SlackApiError as exc:
+            logger.info("cannot read %s for Research this: %s", key, exc.response.get("error"))
+            await _tell(client, services, user, CANNOT_READ)
+            return
+        topic = request_text("\n\n".join(texts), None)
+        if not topic:
+            await _tell(client, services, user, NOTHING_TO_RESEARCH)
+            return
+        options = _options(view.get("state", {}).get("values") or {})
+        topic = topic[: MAX_MESSAGE_CHARS - 100].rstrip()  # the options still fit
+        await services.research.mention(key, user, f"{topic}\n{options}".strip())
+
+
+def options_modal(meta: str) -> dict[str, Any]:
+    ask = {"text": _plain("Ask me one clarifying question first"), "value": ASK_FIRST}
+    lengths = [
+        {"text": _plain("Detailed report"), "value": DETAILED},
+        {"text": _plain("Summary"), "value": SUMMARY},
+    ]
+    return {
+        "type": "modal",
+        "callback_id": RESEARCH_THIS_VIEW,
+        "private_metadata": meta,
+        "title": _plain("Research this"),
+        "submit": _plain("Research"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "The message, and its thread, become the research topic. The "
+                    "research runs in that thread.",
+                },
+            },
+            {
+                "type": "input",
+                "block_id": LENGTH_BLOCK,
+                "label": _plain("Report"),
+                "element": {
+                    "type": "radio_buttons",
+                    "action_id": INPUT,
+                    "options": lengths,
+                    "initial_option": lengths[0],
+                },
+            },
+            {
+                "type": "input",
+                "block_id": CLARIFY_BLOCK,
+                "optional": True,
+                "label": _plain("Clarifying question"),
+                "element": {
+                    "type": "checkboxes",
+                    "action_id": INPUT,
+                    "options": [ask],
+                    "initial_options": [ask],
+                },
+            },
+        ],
+    }
+
+
+def _options(values: Mapping[str, Any]) -> str:
+    """The modal's choices as the research options a request may carry."""
+    length = ((values.get(LENGTH_BLOCK) or {}).get(INPUT) or {}).get("selected_option") or {}
+    ticked = ((values.get(CLARIFY_BLOCK) or {}).get(INPUT) or {}).get("selected_options") or []
+    words = ["--summary" if length.get("value") == SUMMARY else "--detailed"]
+    if not any(isinstance(o, Mapping) and o.get("value") == ASK_FIRST for o in ticked):
+        words.append("--no-clarify")
+    return " ".join(words)
+
+
+async def _thread_texts(client: AsyncWebClient, key: ConversationKey) -> list[str]:
+    """The thread's messages from people, oldest first (the message alone if it has none)."""
+    response = await client.conversations_replies(
+        channel=key.channel_id, ts=key.thread_ts, limit=MAX_THREAD_MESSAGES
+    )
+    texts = []
+    for message in response.get("messages") or []:
+        text = message.get("text")
+        if isinstance(text, str) and text.strip() and not message.get("bot_id"):
+            texts.append(text.strip())
+    return texts
+
+
+async def _tell(client: AsyncWebClient, services: Services, user: str, sentence: str) -> None:
+    """A sentence in the person's DM with the bot: the conversation itself may be closed to it."""
+    try:
+        t = translations(await services.languages.language(user))
+        await client.chat_postMessage(channel=user, text=t.gettext(sentence))
+    except Exception:
+        logger.warning("could not tell %s about Research this", user, exc_info=True)
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text}
