@@ -87,7 +87,9 @@ def register(app: AsyncApp, services: Services) -> None:
                 usage = await services.usage.workspace(team)
             except Exception:
                 logger.exception("usage figures for %s failed", team)
-                t = translations(await services.languages.language(command.get("user_id", ""), team))
+                t = translations(
+                    await services.languages.language(command.get("user_id", ""), team)
+                )
                 await respond(text=t.gettext(USAGE_FAILED), response_type="ephemeral")
                 return
             await respond(response_type="ephemeral", **usage_message(usage))

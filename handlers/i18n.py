@@ -10,9 +10,9 @@ import io
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from collections.abc import Callable
 from typing import Final
 
 from babel.messages.mofile import write_mo

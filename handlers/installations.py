@@ -33,24 +33,12 @@ from bot.logs import remember_secret
 from bot.ports import Inbox, Workspaces
 from bot.records import WorkspaceRecord
 from bot.workspaces import Lifecycle
+from handlers.scopes import BOT_SCOPES
 
 logger = logging.getLogger(__name__)
 
 INSTALL_PATH: Final = "/slack/install"
 REDIRECT_PATH: Final = "/slack/oauth_redirect"
-# The bot scopes of manifest.yml (tests/test_installations.py keeps the two the same).
-BOT_SCOPES: Final = (
-    "app_mentions:read",
-    "channels:history",
-    "groups:history",
-    "im:history",
-    "mpim:history",
-    "chat:write",
-    "commands",
-    "files:read",
-    "files:write",
-    "users:read",
-)
 # Rotate a bot token this long before it expires (Slack's tokens with rotation live 12 h).
 ROTATE_MINUTES: Final = 120
 # A looked-up token is reused this long; an uninstall forgets it in this process at once.

@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import metrics
 from bot.logs import log_context
 from bot.preflight import CheckResult
+from handlers.scopes import BOT_SCOPES
 
 logger = logging.getLogger(__name__)
 
@@ -129,22 +130,6 @@ class CountSlackCalls(AsyncRetryHandler):
 
 # --------------------------------------------------------------------------- preflight
 
-# The bot scopes manifest.yml asks for (a test keeps the two the same): a token missing one
-# fails some feature at run time, so `python -m bot check` names it before the first mention.
-BOT_SCOPES: Final = frozenset(
-    {
-        "app_mentions:read",
-        "channels:history",
-        "groups:history",
-        "im:history",
-        "mpim:history",
-        "chat:write",
-        "commands",
-        "files:read",
-        "files:write",
-        "users:read",
-    }
-)
 CHECK_SECONDS: Final = 15.0
 
 
@@ -176,7 +161,8 @@ async def check_slack(client: AsyncWebClient) -> CheckResult:
     if header is None:
         return CheckResult(name, True, f"{who}; Slack did not list the granted scopes")
     granted = {s.strip() for s in header.split(",") if s.strip()}
-    missing = sorted(BOT_SCOPES - granted)
+    # A token missing a scope the manifest asks for fails some feature at run time.
+    missing = sorted(frozenset(BOT_SCOPES) - granted)
     if missing:
         return CheckResult(
             name,

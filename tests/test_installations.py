@@ -11,7 +11,8 @@ from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallation
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from sqlalchemy import MetaData, inspect
 
-from handlers.installations import BOT_SCOPES, authorize_url
+from handlers.installations import authorize_url
+from handlers.scopes import BOT_SCOPES
 from storage.database import Database
 
 ROOT = Path(__file__).resolve().parents[1]

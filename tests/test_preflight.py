@@ -14,7 +14,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from bot.runtime import check
-from handlers.ops import BOT_SCOPES
+from handlers.scopes import BOT_SCOPES
 from storage.database import Database, _config
 from tests.fakes.dashscope_server import FakeDashScope, thinking_script
 from tests.fakes.slack_server import MANIFEST_BOT_SCOPES, FakeSlack
@@ -207,7 +207,7 @@ async def test_the_command_line_exits_1_with_the_failing_line(
 def test_the_scopes_checked_are_the_manifests() -> None:
     manifest = yaml.safe_load((REPO / "manifest.yml").read_text(encoding="utf-8"))
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert scopes == BOT_SCOPES
+    assert scopes == set(BOT_SCOPES)
     assert set(MANIFEST_BOT_SCOPES) == scopes
 
 

@@ -36,6 +36,8 @@ _JSON_ARGS = frozenset(
 MAX_TEXT = 40_000
 MANIFEST_BOT_SCOPES = (
     "app_mentions:read",
+    "assistant:write",
+    "canvases:write",
     "channels:history",
     "groups:history",
     "im:history",
