@@ -477,8 +477,9 @@ class ThreadRecord:
 
 
 class ThreadIndex:
-    """What each thread got from the bot (successful chat.postMessage calls and completed
-    uploads in it), read from the fake Slack's record incrementally."""
+    """What each thread got from the bot (successful chat.postMessage calls, streamed
+    messages once stopped, and completed uploads in it), read from the fake Slack's record
+    incrementally."""
 
     def __init__(self, slack: FakeSlack) -> None:
         self._slack = slack
@@ -504,6 +505,15 @@ class ThreadIndex:
                 )
                 record.posts.append((call.at, _flat(call.args)))
                 record.last_at = call.at
+            elif call.method == "chat.stopStream":
+                # An answer streamed into the thread (chat.startStream ... stopStream): whole
+                # once its stream is stopped, as a person sees it.
+                message = self._slack.messages.get(str(call.args.get("ts") or "")) or {}
+                thread = message.get("thread_ts")
+                if thread:
+                    record = self.records.setdefault(str(thread), ThreadRecord(str(thread)))
+                    record.posts.append((call.at, _flat({**call.args, **message})))
+                    record.last_at = call.at
             elif call.method == "files.completeUploadExternal" and call.args.get("thread_ts"):
                 record = self.records.setdefault(
                     str(call.args["thread_ts"]), ThreadRecord(str(call.args["thread_ts"]))
