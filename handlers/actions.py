@@ -62,7 +62,7 @@ def register(app: AsyncApp, services: Services) -> None:
                 sentence = WHO_CAN_STOP if admin is False else ADMIN_UNKNOWN
                 t = translations(await services.languages.language(presser))
                 text = t.gettext(sentence).format(starter=conversation.user_id)
-                await _tell(client, key, presser, text)
+                await tell_privately(client, key, presser, text)
                 return
         await research.stop(key)
 
@@ -74,7 +74,9 @@ def register(app: AsyncApp, services: Services) -> None:
             await research.retry(key)
 
 
-async def _tell(client: AsyncWebClient, key: ConversationKey, user: str, sentence: str) -> None:
+async def tell_privately(
+    client: AsyncWebClient, key: ConversationKey, user: str, sentence: str
+) -> None:
     """A message in the thread that only `user` sees."""
     try:
         await client.chat_postEphemeral(

@@ -23,7 +23,7 @@ from bot.flags import FlagError, parse_ask
 from bot.i18n import N_
 from bot.images import Image
 from bot.services import Services
-from handlers.actions import WHO_CAN_STOP
+from handlers.actions import WHO_CAN_STOP, tell_privately
 from handlers.admins import is_workspace_admin
 from handlers.answer_sinks import SlackThreadAnswerSink
 from handlers.help import HELP, help_blocks
@@ -103,7 +103,7 @@ def register(app: AsyncApp, services: Services) -> None:
                 logger.info("refused a session stop by %s in %s", presser, key)
                 t = translations(await services.languages.language(presser, team))
                 sentence = t.gettext(WHO_CAN_STOP).format(starter=conversation.user_id)
-                await _tell(client, key, presser, sentence)
+                await tell_privately(client, key, presser, sentence)
                 return
         if not await services.research.stop(key):
             await set_session(client, key, ACTIVE)
@@ -184,12 +184,3 @@ async def _set_title(client: AsyncWebClient, key: ConversationKey, topic: str) -
         )
     except SlackApiError as exc:
         logger.info("thread title not set: %s", exc.response.get("error"))
-
-
-async def _tell(client: AsyncWebClient, key: ConversationKey, user: str, sentence: str) -> None:
-    try:
-        await client.chat_postEphemeral(
-            channel=key.channel_id, user=user, thread_ts=key.thread_ts, text=sentence
-        )
-    except Exception:
-        logger.warning("could not tell %s who can stop the run in %s", user, key, exc_info=True)
