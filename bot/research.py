@@ -80,6 +80,10 @@ KEPT_FOR_LATER: Final = N_(
     "Research is still running in this thread. I'll answer this once the report is in."
 )
 NOT_FINISHED: Final = N_("The last run in this thread did not finish. Press Retry to run it again.")
+NOT_FINISHED_KEPT: Final = N_(
+    "The last run in this thread did not finish. Press Retry to run it again; I'll answer "
+    "your question once its report is in."
+)
 STREAM_CUT: Final = StreamError(code="ConnectionError", message="stream ended before finishing")
 
 
@@ -344,7 +348,13 @@ class ResearchService:
                 else:
                     await sink.post_notice(STILL_RUNNING)
             elif conversation.state in (State.FAILED, State.CANCELLED, State.INTERRUPTED):
-                await sink.post_notice(NOT_FINISHED, retry=True)
+                if self._follow_up is not None and text.strip():
+                    # A question about a run that did not finish: answered after the report
+                    # of the run Retry starts (kept like one asked during a run).
+                    if await self._kept.keep(key, user_id, text, ts):
+                        await sink.post_notice(NOT_FINISHED_KEPT, retry=True)
+                else:
+                    await sink.post_notice(NOT_FINISHED, retry=True)
         if conversation.state is State.DONE and self._follow_up is not None and text.strip():
             if ts and await self._kept.was_kept(key, ts):
                 return  # asked during the run (this is its event again): answered as kept
@@ -466,6 +476,10 @@ class ResearchService:
     def is_running(self, key: ConversationKey) -> bool:
         task = self._runs.get(key)
         return task is not None and not task.done()
+
+    async def give_up(self, key: ConversationKey) -> None:
+        """A request in `key` was cut by a stopping process too many times to try again."""
+        await self._sinks(key).post_notice(_GAVE_UP)
 
     async def adopt(self, conversation: Conversation) -> None:
         """A run whose process stopped or died, now owned by this one: run it again once, or
@@ -994,6 +1008,10 @@ def _log_model_error(key: ConversationKey, error: StreamError) -> None:
 
 
 _STOPPED: Final = N_("Research stopped. Nothing more will be spent on this run.")
+_GAVE_UP: Final = N_(
+    "I tried your message several times, but the bot kept restarting while working on it. "
+    "Please send it again."
+)
 _INTERRUPTED: Final = N_(
     "The research run in this thread was interrupted because the bot restarted. "
     "Press Retry to run it again."

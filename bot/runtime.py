@@ -52,7 +52,7 @@ from handlers.app import (
     http_app,
     slack_client,
 )
-from handlers.events import replayer
+from handlers.events import abandoner, replayer
 from handlers.files import SlackFiles
 from handlers.i18n import UserLanguages
 from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
@@ -305,6 +305,7 @@ class BotRuntime:
                     single_process=storage.database.dialect == "sqlite",
                 ),
                 replay=replayer(app),
+                give_up=abandoner(research),
                 adopt_run=research.adopt,
                 deliver=research.deliver_owed,
                 watch_runs=research.watch_runs,

@@ -53,6 +53,7 @@ class Supervisor:
         adopt_run: Callable[[Conversation], Awaitable[None]],
         deliver: Callable[[Conversation], Awaitable[None]] | None = None,
         watch_runs: Callable[[], Awaitable[None]] | None = None,
+        give_up: Callable[[OrphanEvent], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._processes = processes
@@ -65,6 +66,7 @@ class Supervisor:
         self._adopt_run = adopt_run
         self._deliver = deliver
         self._watch_runs = watch_runs
+        self._give_up = give_up
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._work: set[asyncio.Task[None]] = set()
@@ -130,6 +132,9 @@ class Supervisor:
                     event.attempts - 1,
                 )
                 await self._inbox.done(event.team_id, event.event_id)
+                if self._give_up is not None:
+                    # Its person is told, rather than left waiting for an answer.
+                    self._spawn(self._give_up(event), f"give up {event.event_id}")
                 continue
             logger.info("handling event %s accepted by a stopped process", event.event_id)
             self._spawn(self._replay(event), f"replay {event.event_id}")

@@ -20,7 +20,7 @@ from bot.conversation import ConversationKey
 from bot.images import Image, accept_images
 from bot.logs import log_context
 from bot.ports import OrphanEvent
-from bot.research import Deferred
+from bot.research import Deferred, ResearchService
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
 from handlers import assistant
@@ -202,6 +202,21 @@ def replayer(app: AsyncApp) -> Callable[[OrphanEvent], Awaitable[None]]:
         await app.async_dispatch(request)
 
     return replay
+
+
+def abandoner(research: ResearchService) -> Callable[[OrphanEvent], Awaitable[None]]:
+    """Tells the thread of a mention or message that was cut too many times to try again."""
+
+    async def give_up(orphan: OrphanEvent) -> None:
+        body = json.loads(orphan.body)
+        event = body.get("event") or {}
+        if event.get("type") in ("app_mention", "message") and event.get("channel"):
+            try:
+                await research.give_up(_thread_key(body, event))
+            except Exception:
+                logger.exception("could not tell a thread its message was given up")
+
+    return give_up
 
 
 class RecentIds:

@@ -634,3 +634,29 @@ async def test_an_answer_handled_as_the_process_stops_is_left_for_the_next_one(
             await slack.wait_for_call("files.completeUploadExternal", timeout=20)
         finally:
             await runtime.stop()
+
+
+async def test_a_message_cut_too_many_times_is_given_up_with_a_sentence(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    """A mention whose handling was cut by dying processes three times is not tried a fourth
+    time (it may be what kills them), but its person is told, not left waiting."""
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    body = event_callback(mention)
+    db = tmp_path / "bot.sqlite3"
+    storage = await Storage.open(f"sqlite+aiosqlite:///{db}")
+    try:
+        await storage.inbox.accept("T1", str(body["event_id"]), json.dumps(body), "gone:1")
+    finally:
+        await storage.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE inbox SET attempts = 3")
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        [notice] = await slack.wait_for_call(
+            "chat.postMessage", lambda c: "several times" in str(c.args.get("text"))
+        )
+    finally:
+        await runtime.stop()
+    assert notice.args["thread_ts"] == mention["ts"]
+    assert dashscope.requests == []

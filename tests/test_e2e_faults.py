@@ -206,3 +206,35 @@ async def test_pending_clarification_survives_a_restart(
         finally:
             await runtime.stop()
     assert dashscope.requests[1].body["input"]["messages"][1]["content"] == QUESTION
+
+
+async def test_a_question_in_a_thread_whose_run_failed_is_answered_after_retry(
+    bot: Harness,
+) -> None:
+    bot.slack.streaming = False  # answers as whole messages, counted by their posts
+    thread = await start_conversation(bot)
+    broken = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1)[:8]
+    bot.dashscope.enqueue([*broken, MidStreamError("InternalError", "internal failure", 500)])
+    await bot.send_event(message("Personalised learning", thread_ts=thread))
+    await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: "internal error" in c.args.get("text", "")
+    )
+    await bot.send_event(message("Which source is newest?", thread_ts=thread))
+    [notice] = await bot.slack.wait_for_call(
+        "chat.postMessage", lambda c: "answer your question" in c.args.get("text", "")
+    )
+    assert RETRY_ACTION in json.dumps(notice.args["blocks"])
+
+    bot.dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+    bot.dashscope.enqueue(thinking_script(["Checking dates."], ["Source 1.1 is newest."]))
+    await click(bot, RETRY_ACTION, thread)
+    await bot.slack.wait_for_call("files.completeUploadExternal", timeout=20)
+    await bot.slack.wait_for_call(
+        "chat.postMessage",
+        lambda c: c.args.get("thread_ts") == thread and "Source 1.1 is newest" in str(c.args),
+        timeout=20,
+    )
+    assert bot.dashscope.requests[-1].body["input"]["messages"][-1] == {
+        "role": "user",
+        "content": "Which source is newest?",
+    }
