@@ -12,7 +12,7 @@ from typing import Any, Final, Protocol
 
 from bot import thinking
 from bot.budget import BudgetGuard
-from bot.context import fit, prompt_tokens
+from bot.context import fit
 from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
 from bot.i18n import N_
@@ -260,7 +260,7 @@ class AnswerService:
             return
         call = opened
         try:
-            await call.sending(prompt_tokens(plan.call.messages))
+            await call.sending(plan.call.messages)
             async for event in self._model.stream(await self._keyed(draft.team_id, plan.call)):
                 result.apply(event)
                 if isinstance(event, Usage):

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from bot import metrics
 from bot.background import spawn
 from bot.budget import ESTIMATED_TOKENS, BudgetGuard
+from bot.context import prompt_tokens
 from bot.ports import InflightUsage
 from bot.qwen.events import Usage
 from bot.records import UsageRecord
@@ -32,15 +34,13 @@ class MeteredCall:
         self.call_id = uuid.uuid4().hex
         self._draft = replace(draft, call_id=self.call_id, input_tokens=0, output_tokens=0)
         self.usage: Usage | None = None
-        self.prompt_tokens = 0
 
-    async def sending(self, prompt_tokens: int) -> None:
-        """The request is about to go out: until its first figures arrive, its in-flight row
-        holds the prompt's own token count, so a process killed between the model's first
-        frame and that frame's write still records what the prompt was charged (an estimate:
-        its row has no request id)."""
-        self.prompt_tokens = prompt_tokens
-        await self._meter.sending(self)
+    async def sending(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        """The request (`messages`) is about to go out: until its first figures arrive, its
+        in-flight row holds the prompt's own token count, so a process killed between the
+        model's first frame and that frame's write still records what the prompt was charged
+        (an estimate: its row has no request id)."""
+        await self._meter.sending(self, messages)
 
     def see(self, usage: Usage) -> None:
         """The stream's cumulative figures. Called for every frame, so it only keeps them;
@@ -126,9 +126,14 @@ class UsageMeter:
             # the first second of a call must not lose what it was charged.
             spawn(self._writing, self._flush_first(call), "first usage figures")
 
-    async def sending(self, call: MeteredCall) -> None:
-        if self._inflight is not None and call.usage is None and call.prompt_tokens:
-            estimate = replace(call.record, input_tokens=call.prompt_tokens)
+    async def sending(self, call: MeteredCall, messages: Sequence[Mapping[str, Any]]) -> None:
+        if self._inflight is None or call.usage is not None:
+            return
+        # Counted off the event loop: a long prompt (or the tokenizer still loading after a
+        # start) must not hold up acks and streams.
+        tokens = await asyncio.to_thread(prompt_tokens, messages)
+        if tokens:
+            estimate = replace(call.record, input_tokens=tokens)
             await self._inflight.flush(self._owner, [estimate])
 
     async def _flush_first(self, call: MeteredCall) -> None:

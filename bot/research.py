@@ -18,7 +18,6 @@ from typing import Any, Final
 
 from bot import metrics
 from bot.background import spawn
-from bot.context import prompt_tokens
 from bot.conversation import (
     QUESTION,
     REPORT,
@@ -571,7 +570,7 @@ class ResearchService:
             self._steps.add(task)
         try:
             first = research_call(conversation.model, conversation.history)
-            await call.sending(prompt_tokens(first.messages))
+            await call.sending(first.messages)
             async for event in self._model.stream(
                 await self._keyed(conversation.key.team_id, first)
             ):
@@ -755,7 +754,7 @@ class ResearchService:
             self._streaming.add(key)
             try:
                 step = await self._keyed(key.team_id, await self._research_step(conversation))
-                await call.sending(prompt_tokens(step.messages))
+                await call.sending(step.messages)
                 async for event in self._model.stream(step):
                     self._last_frame[key] = self._clock()
                     progress.tracker.apply(event)

@@ -135,6 +135,16 @@ class Database:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    async def put(self, table: Table, key: str, values: dict[str, Any]) -> None:
+        """Insert the row, or replace the one whose `key` column holds the same value."""
+        statement = self.upsert(table).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c[key]],
+            set_={k: v for k, v in values.items() if k != key},
+        )
+        async with self.write() as conn:
+            await conn.execute(statement)
+
     async def lock(self, conn: AsyncConnection, name: str) -> None:
         """Serialise transactions about `name` across processes (PostgreSQL; one SQLite
         process serialises its writes already)."""

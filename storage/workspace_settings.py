@@ -39,13 +39,7 @@ class SqlWorkspaceSettings:
             "updated_by": stored.updated_by,
             "updated_at": stored.updated_at,
         }
-        statement = self._db.upsert(table).values(**values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[table.c.team_id],
-            set_={k: v for k, v in values.items() if k != "team_id"},
-        )
-        async with self._db.write() as conn:
-            await conn.execute(statement)
+        await self._db.put(table, "team_id", values)
         return stored
 
 

@@ -195,13 +195,7 @@ class SqlWorkspaceKeys:
             "updated_by": updated_by,
             "updated_at": time.time(),
         }
-        statement = self._db.upsert(workspace_keys).values(**values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[workspace_keys.c.team_id],
-            set_={k: v for k, v in values.items() if k != "team_id"},
-        )
-        async with self._db.write() as conn:
-            await conn.execute(statement)
+        await self._db.put(workspace_keys, "team_id", values)
 
     async def forget_key(self, team_id: str) -> None:
         async with self._db.write() as conn:
