@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -523,6 +523,45 @@ class ThreadIndex:
                 record.uploads.append((call.at, title))
                 record.last_at = call.at
         self._consumed = len(calls)
+
+
+# A user who sees a Retry button presses it, this many times at most.
+MAX_RETRY_CLICKS: Final = 3
+
+
+async def await_report(
+    conv: Conv,
+    thread: ThreadRecord,
+    wait_for: Callable[[Conv, Any, str], Awaitable[bool]],
+    click_retry: Callable[[Conv], Awaitable[None]],
+    rng: random.Random,
+    *,
+    retry_wait: float,
+    pause: tuple[float, float],
+) -> None:
+    """Wait for the thread's report as its user would: a Retry notice is answered by pressing
+    Retry (after a pause drawn from `pause`), a press with no result in `retry_wait` s too."""
+    seen = thread.retry_notices
+    clicked_at: float | None = None
+    while True:
+        ok = await wait_for(
+            conv,
+            lambda seen=seen, clicked_at=clicked_at: (
+                bool(thread.uploads)
+                or thread.retry_notices > seen
+                or (clicked_at is not None and time.monotonic() - clicked_at > retry_wait)
+            ),
+            "report",
+        )
+        if not ok or thread.uploads:
+            return
+        if conv.retry_clicks >= MAX_RETRY_CLICKS:
+            conv.gave_up = f"report (after {conv.retry_clicks} Retry presses)"
+            return
+        seen = thread.retry_notices
+        await asyncio.sleep(rng.uniform(*pause))
+        await click_retry(conv)
+        clicked_at = time.monotonic()
 
 
 def progress_left_live(slack: FakeSlack) -> tuple[int, int]:

@@ -20,6 +20,7 @@ import contextlib
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -44,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def short_run(pause: float = 0.0) -> list:  # type: ignore[type-arg]
+def short_run(pause: float = 0.0) -> list[Any]:
     return research_script(["A short report.\n\n", "With one finding [1]."], DEFAULT_REFERENCES,
                            rounds=1, sites_per_round=1, pause=pause)  # fmt: skip
 

@@ -53,6 +53,7 @@ from bench._durability import (
     Triggers,
     answer_marker,
     asked,
+    await_report,
     base_env,
     check_usage,
     clarify_marker,
@@ -83,7 +84,6 @@ PHASES: Final[dict[str, tuple[str | None, tuple[float, float]]]] = {
     "random moment": (None, (0.0, 1.5)),
 }
 ANSWER_TEXT: Final = "Personalised learning in secondary schools"
-MAX_RETRY_CLICKS: Final = 3
 ACK_TIMEOUT: Final = 3.0  # Slack's
 
 
@@ -296,27 +296,15 @@ class CrashRun:
                 conv.asked.append(1)
                 question = message(asked(conv.conv, 1), thread_ts=conv.thread, user=user)
                 await self.deliver(conv, event_callback(question), "question during research")
-        seen = thread.retry_notices
-        clicked_at: float | None = None
-        while True:
-            ok = await self.wait_for(
-                conv,
-                lambda seen=seen, clicked_at=clicked_at: (
-                    bool(thread.uploads)
-                    or thread.retry_notices > seen
-                    or (clicked_at is not None and time.monotonic() - clicked_at > 10)
-                ),
-                "report",
-            )
-            if not ok or thread.uploads:
-                break
-            if conv.retry_clicks >= MAX_RETRY_CLICKS:
-                conv.gave_up = f"report (after {conv.retry_clicks} Retry presses)"
-                break
-            seen = thread.retry_notices
-            await asyncio.sleep(rng.uniform(0.1, 0.4))
-            await self.click_retry(conv)
-            clicked_at = time.monotonic()
+        await await_report(
+            conv,
+            thread,
+            self.wait_for,
+            self.click_retry,
+            rng,
+            retry_wait=10,
+            pause=(0.1, 0.4),
+        )
         for n in conv.asked:
             await self.wait_for(
                 conv, lambda n=n: thread.count(answer_marker(conv.conv, n)) > 0, "answer"

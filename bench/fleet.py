@@ -58,6 +58,7 @@ from bench._durability import (
     ScriptedDashScope,
     ThreadIndex,
     Triggers,
+    await_report,
     base_env,
     check_usage,
     clarify_marker,
@@ -87,7 +88,6 @@ SIGNING_SECRET: Final = "bench-fleet-signing-secret"
 ANSWER_TEXT: Final = "Personalised learning in secondary schools"
 ACK_TIMEOUT: Final = 3.0  # Slack's
 LB_DELAY: Final = 2.0  # the load balancer notices a dead process after this long
-MAX_RETRY_CLICKS: Final = 3
 
 
 @dataclass
@@ -380,27 +380,15 @@ class FleetRun:
             conv.gave_up = "answer never acknowledged"
             return
         conv.answered_at = time.monotonic()
-        seen = thread.retry_notices
-        clicked_at: float | None = None
-        while True:
-            ok = await self.wait_for(
-                conv,
-                lambda seen=seen, clicked_at=clicked_at: (
-                    bool(thread.uploads)
-                    or thread.retry_notices > seen
-                    or (clicked_at is not None and time.monotonic() - clicked_at > 15)
-                ),
-                "report",
-            )
-            if not ok or thread.uploads:
-                break
-            if conv.retry_clicks >= MAX_RETRY_CLICKS:
-                conv.gave_up = f"report (after {conv.retry_clicks} Retry presses)"
-                break
-            seen = thread.retry_notices
-            await asyncio.sleep(rng.uniform(0.2, 1.0))
-            await self.click_retry(conv)
-            clicked_at = time.monotonic()
+        await await_report(
+            conv,
+            thread,
+            self.wait_for,
+            self.click_retry,
+            rng,
+            retry_wait=15,
+            pause=(0.2, 1.0),
+        )
 
     async def launcher(self) -> None:
         tasks: set[asyncio.Task[None]] = set()

@@ -210,7 +210,7 @@ async def count_churn(storage: Storage, team: str = CHURN_TEAM) -> tuple[int, in
                 select(func.count()).where(c.c.team_id == team, c.c.state == State.DONE.value)
             )
         ).scalar_one()
-        kinds = dict(
+        kinds: dict[str, int] = dict(
             (
                 await conn.execute(
                     select(u.c.kind, func.count()).where(u.c.team_id == team).group_by(u.c.kind)
