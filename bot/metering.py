@@ -10,6 +10,7 @@ whichever process notices its owner died. The call id makes the ledger record ea
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -23,6 +24,8 @@ from bot.context import prompt_tokens
 from bot.ports import InflightUsage
 from bot.qwen.events import Usage
 from bot.records import UsageRecord
+
+logger = logging.getLogger(__name__)
 
 CostFn = Callable[[Usage], Decimal | None]
 
@@ -101,6 +104,13 @@ class UsageMeter:
         self._open: dict[str, MeteredCall] = {}
         self._changed: set[str] = set()
         self._writing: set[asyncio.Task[None]] = set()
+        # Figures written at once (a prompt's estimate as its request goes out, a call's
+        # first figures): one write at a time, each holding every call that came while the
+        # previous one was being written. 400 runs starting together made 400 transactions,
+        # and the inbox write an acknowledgement waits for queued behind them (issue 13).
+        self._urgent: dict[str, UsageRecord | None] = {}  # None: the call's figures then
+        self._urgent_waiters: list[asyncio.Future[None]] = []
+        self._urgent_writer = False
 
     async def open(self, draft: UsageRecord, cost: CostFn) -> MeteredCall | None:
         """A new call; None if the workspace's budget cannot hold it (nothing started)."""
@@ -124,7 +134,7 @@ class UsageMeter:
         if first and self._inflight is not None:
             # A call's first figures are written at once, not at the next flush: a crash in
             # the first second of a call must not lose what it was charged.
-            spawn(self._writing, self._flush_first(call), "first usage figures")
+            self._write_soon(call.call_id, None)
 
     async def sending(self, call: MeteredCall, messages: Sequence[Mapping[str, Any]]) -> None:
         if self._inflight is None or call.usage is not None:
@@ -132,13 +142,49 @@ class UsageMeter:
         # Counted off the event loop: a long prompt (or the tokenizer still loading after a
         # start) must not hold up acks and streams.
         tokens = await asyncio.to_thread(prompt_tokens, messages)
-        if tokens:
-            estimate = replace(call.record, input_tokens=tokens)
-            await self._inflight.flush(self._owner, [estimate])
+        if tokens and call.usage is None:
+            written = asyncio.get_running_loop().create_future()
+            self._urgent_waiters.append(written)
+            self._write_soon(call.call_id, replace(call.record, input_tokens=tokens))
+            await written
 
-    async def _flush_first(self, call: MeteredCall) -> None:
-        if self._inflight is not None and call.call_id in self._open:
-            await self._inflight.flush(self._owner, [call.record])
+    def _write_soon(self, call_id: str, estimate: UsageRecord | None) -> None:
+        self._urgent[call_id] = estimate
+        if not self._urgent_writer:
+            self._urgent_writer = True
+            spawn(self._writing, self._write_urgent(), "usage figures written at once")
+
+    async def _write_urgent(self) -> None:
+        inflight = self._inflight
+        assert inflight is not None
+        try:
+            while self._urgent:
+                pending, waiters = self._urgent, self._urgent_waiters
+                self._urgent, self._urgent_waiters = {}, []
+                records: list[UsageRecord] = []
+                for call_id, estimate in pending.items():
+                    call = self._open.get(call_id)
+                    if call is None:
+                        continue  # ended meanwhile: its end recorded or released it
+                    if call.usage is not None:
+                        records.append(call.record)
+                    elif estimate is not None:
+                        records.append(estimate)
+                try:
+                    if records:
+                        await inflight.flush(self._owner, records)
+                except Exception as exc:
+                    if not waiters:  # first figures: the next flush writes them again
+                        logger.warning("writing usage figures failed", exc_info=True)
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._urgent_writer = False
 
     def closed(self, call: MeteredCall) -> None:
         if self._open.pop(call.call_id, None) is not None:

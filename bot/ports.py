@@ -148,7 +148,13 @@ class Inbox(Protocol):
     """Every Slack event the bot acknowledges, recorded before the acknowledgement."""
 
     async def accept(self, team_id: str, event_id: str, body: str, owner: str) -> bool:
-        """Record the event for `owner`; False (nothing written) if it was recorded before."""
+        """Record the event for `owner`; False (nothing written) if it was recorded before.
+        Called from the acknowledgement front's thread."""
+        ...
+
+    async def commit(self) -> None:
+        """What `accept` recorded is in the inbox table once this returns (events are
+        handled only after it: `done` and a takeover work on the table)."""
         ...
 
     async def done(self, team_id: str, event_id: str) -> None: ...

@@ -10,10 +10,10 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 import aiohttp
 from aiohttp import web
@@ -52,12 +52,13 @@ from handlers.app import (
     http_app,
     slack_client,
 )
-from handlers.events import abandoner, replayer
+from handlers.events import abandoner, recorded_handler, replayer
 from handlers.files import SlackFiles
+from handlers.front import EventIntake, FrontThread, Loop
 from handlers.i18n import UserLanguages
 from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
 from handlers.installations import register as register_installations
-from handlers.ops import add_ops_routes, check_app_token, check_slack, ops_app
+from handlers.ops import NotReady, add_ops_routes, check_app_token, check_slack, ops_app
 from handlers.slack_sink import slack_sinks
 from storage import Storage
 from storage.database import Database, StorageError
@@ -103,6 +104,7 @@ async def workspaces_report(database_url: str, *, as_json: bool) -> str:
 
 
 GIL_SWITCH_SECONDS: Final = 0.001
+GC_THRESHOLDS: Final = (700, 10, 1000)
 
 
 class StartupError(Exception):
@@ -121,6 +123,9 @@ class BotRuntime:
         self._stack = AsyncExitStack()
         self._runner: web.AppRunner | None = None
         self._socket: SocketModeTransport | None = None
+        # Slack's requests are read and acknowledged on a thread and loop of their own
+        # (handlers/front.py); research streams are read on the main loop.
+        self._front = FrontThread()
         self.services: Services | None = None
         self._supervisor: Supervisor | None = None
         self.http_port: int | None = None
@@ -304,7 +309,7 @@ class BotRuntime:
                     lease_seconds=settings.run_lease_seconds,
                     single_process=storage.database.dialect == "sqlite",
                 ),
-                replay=replayer(app),
+                replay=replayer(app, self.services),
                 give_up=abandoner(research),
                 adopt_run=research.adopt,
                 deliver=research.deliver_owed,
@@ -318,10 +323,21 @@ class BotRuntime:
                 metrics.sample(lambda: storage.conversations.count_in_state(State.QUEUED)),
                 "metrics sampling",
             )
+            main = Loop(asyncio.get_running_loop())
+            intake = EventIntake(
+                storage.inbox, process_id, main, recorded_handler(app, self.services)
+            )
+            await self._front.start()
+
+            async def not_ready() -> dict[str, str]:
+                return await main.run(self.not_ready())
+
             if settings.http_mode:
-                web_app = http_app(app, settings.slack_signing_secret or "", EVENTS_PATH)
-                add_ops_routes(web_app, self.not_ready)
-                await self._serve_http(web_app)
+                web_app = http_app(
+                    app, settings.slack_signing_secret or "", EVENTS_PATH, intake=intake, main=main
+                )
+                add_ops_routes(web_app, not_ready)
+                await self._front.run(self._serve_http(web_app))
                 if settings.multi_workspace:
                     logger.info(
                         "many workspaces: they install the bot from http://%s:%s%s (behind "
@@ -332,12 +348,27 @@ class BotRuntime:
                     )
             else:
                 if settings.metrics_port is not None:
-                    await self._serve_ops(settings.metrics_port)
-                # Retries with backoff while Slack is unreachable; a refused app token ends it.
-                self._socket = SocketModeTransport(
-                    app, settings.slack_app_token or "", on_refused=self._slack_refused
-                )
-                await self._socket.connect_async()
+                    await self._front.run(self._serve_ops(settings.metrics_port, not_ready))
+
+                def refused(sentence: str) -> None:
+                    main.loop.call_soon_threadsafe(self._slack_refused, sentence)
+
+                async def connect() -> None:
+                    # Retries with backoff while Slack is unreachable; a refused app token
+                    # ends it.
+                    self._socket = SocketModeTransport(
+                        app,
+                        settings.slack_app_token or "",
+                        web_client=slack_client(settings),
+                        intake=intake,
+                        main=main,
+                        on_refused=refused,
+                    )
+                    await self._socket.connect_async()
+
+                # A refusal reported from the front was queued on this loop before the
+                # answer of `connect()`: it has landed by now.
+                await self._front.run(connect())
                 if self.failure is not None:
                     raise StartupError(self.failure)
                 logger.info("connected to Slack in Socket Mode")
@@ -345,6 +376,12 @@ class BotRuntime:
             # collector's way, a full collection (a pause of the event loop) walks only what
             # came since, not every module, table and client again (issue 13).
             gc.freeze()
+            # Full collections only after 1,000 young ones (Python's default is 10, and it
+            # also waits for the old generation to grow by a quarter): at 400 streams each
+            # full pass stopped the loop, and the acks with it, for 100-300 ms, several
+            # times a minute (issue 13). What they collect is little (the runs' objects die
+            # young, by reference counting); young collections are unchanged.
+            gc.set_threshold(*GC_THRESHOLDS)
             # The tokenizer that fits follow-ups into a context window (the dashscope package,
             # 0.5 s of imports): loaded off the event loop once Slack can reach the bot, rather
             # than before it listens or during the first follow-up.
@@ -388,8 +425,8 @@ class BotRuntime:
                 return
             self._slack_ok = identity is not None
 
-    async def _serve_ops(self, port: int) -> None:
-        self._ops_runner = web.AppRunner(ops_app(self.not_ready), handle_signals=False)
+    async def _serve_ops(self, port: int, not_ready: NotReady) -> None:
+        self._ops_runner = web.AppRunner(ops_app(not_ready), handle_signals=False)
         await self._ops_runner.setup()
         site = web.TCPSite(self._ops_runner, self.settings.host, port)
         await site.start()
@@ -430,17 +467,33 @@ class BotRuntime:
         with contextlib.suppress(Exception):
             if self._supervisor is not None:
                 await self._supervisor.stop()
-        with contextlib.suppress(Exception):
-            if self._socket is not None:
-                await self._socket.close_async()
-        with contextlib.suppress(Exception):
-            if self._runner is not None:
-                await self._runner.cleanup()
-        with contextlib.suppress(Exception):
-            if self._ops_runner is not None:
-                await self._ops_runner.cleanup()
+        await self._stop_front()
         await self._stack.aclose()
         await self._stop_tracing()
+
+    async def _stop_front(self) -> None:
+        """Close the transports and the inbox's connections on the front's loop (where they
+        were opened), then stop its thread."""
+        if not self._front.started:
+            return
+        socket, runner, ops = self._socket, self._runner, self._ops_runner
+        self._socket = self._runner = self._ops_runner = None
+        database = self._database
+        closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        if socket is not None:
+            closers.append(socket.close_async)
+        if runner is not None:
+            closers.append(runner.cleanup)
+        if ops is not None:
+            closers.append(ops.cleanup)
+        if database is not None:
+            closers.append(database.close_urgent)
+        for close in closers:
+            try:
+                await self._front.run(close())
+            except Exception:
+                logger.warning("closing the Slack front failed", exc_info=True)
+        await self._front.stop()
 
     async def _serve_http(self, web_app: web.Application) -> None:
         self._runner = web.AppRunner(web_app, handle_signals=False)
@@ -471,14 +524,8 @@ class BotRuntime:
             if self._supervisor is not None:
                 await self._supervisor.stop()
         finally:
-            if self._socket is not None:
-                with contextlib.suppress(Exception):
-                    await self._socket.close_async()
             await self._stop_background()
-            if self._runner is not None:
-                await self._runner.cleanup()
-            if self._ops_runner is not None:
-                await self._ops_runner.cleanup()
+            await self._stop_front()
             await self._stack.aclose()
             await self._stop_tracing()
 

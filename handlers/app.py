@@ -47,6 +47,7 @@ from bot.logs import bind
 from bot.services import Services
 from handlers import register_all
 from handlers.events import HUMAN_SUBTYPES
+from handlers.front import EventIntake, Loop
 from handlers.ops import CountSlackCalls, new_request_id, observed
 
 logger = logging.getLogger(__name__)
@@ -208,9 +209,13 @@ class RefuseMalformed(AsyncMiddleware):
         return BoltResponse(status=400 if req.mode == "http" else 200, body="")
 
 
-def http_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application:
-    """Slack's HTTP requests on `path`: the signature is checked on the raw bytes before
-    anything parses them; a body that cannot be read is refused with 400."""
+def http_app(
+    app: AsyncApp, signing_secret: str, path: str, *, intake: EventIntake, main: Loop
+) -> web.Application:
+    """Slack's HTTP requests on `path`, served on the front's loop (handlers/front.py): the
+    signature is checked on the raw bytes before anything parses them; a body that cannot be
+    read is refused with 400; an event that causes work is recorded and acknowledged there;
+    everything else is answered by Bolt on `main`."""
     verifier = SignatureVerifier(signing_secret)
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -241,7 +246,12 @@ def http_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application:
         if not isinstance(bolt_request.body, dict):
             logger.warning("refused a malformed Slack request: the body is not an object")
             return web.Response(status=400, text="malformed request")
-        response = await app.async_dispatch(bolt_request)
+        # A malformed request goes on to Bolt, whose first middleware refuses it.
+        if malformed(bolt_request.body) is None and await intake.take(
+            bolt_request.body, retry=request.headers.get("X-Slack-Retry-Num")
+        ):
+            return web.Response(status=200)
+        response = await main.run(app.async_dispatch(bolt_request))
         return await to_aiohttp_response(response)
 
     web_app = web.Application()
@@ -251,11 +261,11 @@ def http_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application:
         # "Add to Slack" (the install page, which sets the state cookie) and Slack's redirect
         # back with the code: Bolt's OAuth flow answers both; the state is checked there.
         async def install(request: web.Request) -> web.StreamResponse:
-            response = await flow.handle_installation(_oauth_request(request))
+            response = await main.run(flow.handle_installation(_oauth_request(request)))
             return await to_aiohttp_response(response)
 
         async def redirect(request: web.Request) -> web.StreamResponse:
-            response = await flow.handle_callback(_oauth_request(request))
+            response = await main.run(flow.handle_callback(_oauth_request(request)))
             return await to_aiohttp_response(response)
 
         web_app.router.add_get(flow.install_path, install)
@@ -475,18 +485,33 @@ class _SocketModeClient(SocketModeClient):
 
 
 class SocketModeTransport(AsyncSocketModeHandler):
-    """Bolt's Socket Mode handler on the client above. An envelope Bolt cannot even read is
-    acknowledged (nothing is done with it) and logged in one line."""
+    """Bolt's Socket Mode handler on the client above, run on the front's loop
+    (handlers/front.py): an event that causes work is recorded and acknowledged there;
+    every other envelope is answered by Bolt on `main`. An envelope Bolt cannot even read is
+    acknowledged (nothing is done with it) and logged in one line.
 
-    def __init__(self, app: AsyncApp, app_token: str, *, on_refused: Callable[[str], None]) -> None:
+    Made on the front's loop: the client's aiohttp session belongs to the loop it is made on."""
+
+    def __init__(
+        self,
+        app: AsyncApp,
+        app_token: str,
+        *,
+        web_client: AsyncWebClient,
+        intake: EventIntake,
+        main: Loop,
+        on_refused: Callable[[str], None],
+    ) -> None:
         # Not calling super().__init__: it would build a second client with its own session.
         self.app = app
         self.app_token = app_token
+        self._intake = intake
+        self._main = main
         self.client = _SocketModeClient(
             on_refused=on_refused,
             app_token=app_token,
             logger=_SDK_LOGGER,
-            web_client=app.client,
+            web_client=web_client,
             ping_interval=SOCKET_PING_SECONDS,
         )
         self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
@@ -494,8 +519,18 @@ class SocketModeTransport(AsyncSocketModeHandler):
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         started = time.time()
         bind(request_id=new_request_id())  # each envelope runs in a task of its own
+        body = req.payload
+        if (
+            req.type == "events_api"
+            and isinstance(body, dict)
+            and malformed(body) is None  # else Bolt's first middleware refuses it
+            and await self._intake.take(body, retry=req.retry_attempt)
+        ):
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            metrics.acked("socket", time.time() - started)
+            return
         try:
-            response = await run_async_bolt_app(self.app, req)
+            response = await self._main.run(run_async_bolt_app(self.app, req))
         except Exception as exc:
             logger.warning(
                 "refused a malformed Slack request: unreadable %s envelope (%s)",

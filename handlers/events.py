@@ -9,11 +9,11 @@ import re
 import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
@@ -34,7 +34,6 @@ HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
 # Events that cause work: recorded in the inbox before they are acknowledged (an uninstall
 # too: its tokens and keys must go even if the process dies right after the ack).
 WORK_EVENTS: Final = frozenset({"app_mention", "message", "app_uninstalled", "tokens_revoked"})
-REPLAY: Final = "qdr_replay"  # in a request's context: an event handled again from the inbox
 SOMETHING_WRONG: Final = (
     "Something went wrong on my side while handling that message. Please try again in a "
     "moment; if it keeps happening, tell the bot's admin."
@@ -43,42 +42,6 @@ SOMETHING_WRONG: Final = (
 
 def register(app: AsyncApp, services: Services) -> None:
     research = services.research
-    recent_events = RecentIds()
-
-    @app.middleware
-    async def record_before_ack(
-        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]
-    ) -> BoltResponse | None:
-        """Accepted means recorded: an event that causes work is in the inbox before Slack's
-        acknowledgement, so a process killed after the ack loses nothing. Redeliveries are
-        deduplicated on what was recorded, so a retry of an event never recorded is handled."""
-        body = req.body
-        if body.get("type") != "event_callback":
-            await next()
-            return None
-        event = body.get("event") or {}
-        if event.get("type") == "message" and not _from_a_person(event):
-            return BoltResponse(status=200, body="")
-        event_id, team = body.get("event_id"), _team(body, event)
-        if req.context.get(REPLAY) or not event_id or event.get("type") not in WORK_EVENTS:
-            await next()
-            return None
-        seen = f"{team}:{event_id}"
-        if recent_events.seen(seen):  # recorded by this process: spare the database
-            logger.info("ignoring event %s seen before", event_id)
-            return BoltResponse(status=200, body="")
-        accepted = await services.inbox.accept(
-            team, str(event_id), json.dumps(body, ensure_ascii=False), services.process_id
-        )
-        recent_events.add(seen)
-        if not accepted:
-            logger.info("ignoring event %s recorded before (retry %s)", event_id, _retry_num(req))
-            return BoltResponse(status=200, body="")
-        if not research.accepting:
-            # Shutting down: recorded, and left for the process that takes over.
-            return BoltResponse(status=200, body="")
-        await next()
-        return None
 
     @app.event("app_mention")
     async def on_mention(
@@ -192,14 +155,59 @@ async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterato
                 await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
 
 
-def replayer(app: AsyncApp) -> Callable[[OrphanEvent], Awaitable[None]]:
-    """Hands an event accepted by a process that died to this process's listeners, as Slack
-    would have (the signature was checked when it was first received)."""
+@dataclass(frozen=True, slots=True)
+class WorkEvent:
+    team_id: str
+    event_id: str
+
+
+IGNORED: Final = "ignored"
+
+
+def work_event(body: Mapping[str, Any]) -> WorkEvent | str | None:
+    """What an acknowledgement must do first with this request: a WorkEvent for an event
+    that causes work (recorded in the inbox before the ack, so a process killed after the ack
+    loses nothing), IGNORED for a message that is not a person's words (acknowledged and
+    dropped), None for anything else (Bolt answers it)."""
+    if body.get("type") != "event_callback":
+        return None
+    event = body.get("event") or {}
+    if event.get("type") == "message" and not _from_a_person(event):
+        return IGNORED
+    event_id = body.get("event_id")
+    if not event_id or event.get("type") not in WORK_EVENTS:
+        return None
+    return WorkEvent(_team(body, event), str(event_id))
+
+
+def recorded_handler(
+    app: AsyncApp, services: Services
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """Hands an event recorded in the inbox to this process's listeners, as Slack would have
+    (its signature was checked when it was received): one the front has just acknowledged,
+    or one a process that died left behind."""
+
+    async def handle(body: dict[str, Any]) -> None:
+        await services.inbox.commit()
+        if not services.research.accepting:
+            return  # shutting down: recorded, and left for the process that takes over
+        request = AsyncBoltRequest(body=body, mode="socket_mode")
+        await app.async_dispatch(request)
+        if request.context.authorize_result is None:
+            # No installation for its workspace (uninstalled meanwhile): nobody handles it.
+            logger.info("event %s from a workspace without an installation", body.get("event_id"))
+            event = body.get("event") or {}
+            await services.inbox.done(_team(body, event), str(body.get("event_id")))
+
+    return handle
+
+
+def replayer(app: AsyncApp, services: Services) -> Callable[[OrphanEvent], Awaitable[None]]:
+    """An event accepted by a process that died, handled here."""
+    handle = recorded_handler(app, services)
 
     async def replay(orphan: OrphanEvent) -> None:
-        body = json.loads(orphan.body)
-        request = AsyncBoltRequest(body=body, mode="socket_mode", context={REPLAY: True})
-        await app.async_dispatch(request)
+        await handle(json.loads(orphan.body))
 
     return replay
 
@@ -295,15 +303,6 @@ def _from_a_person(event: Mapping[str, Any]) -> bool:
         and not event.get("bot_id")
         and bool(event.get("user"))
     )
-
-
-def _retry_num(req: AsyncBoltRequest) -> int:
-    # Socket Mode deliveries carry the header too, as "0" the first time: compare the number.
-    values = req.headers.get("x-slack-retry-num") or []
-    try:
-        return int(values[0]) if values else 0
-    except ValueError:
-        return 0
 
 
 def _team(body: Mapping[str, Any], event: Mapping[str, Any]) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+
+from bot.ports import Inbox
 from storage.answers import SqlAnswers
 from storage.claims import SqlClaims
 from storage.conversations import SqlConversations
@@ -16,6 +19,7 @@ from storage.durable import (
     SqlProcesses,
 )
 from storage.feedback import SqlFeedback
+from storage.journal import JournaledInbox
 from storage.ledger import SqlUsageLedger
 from storage.workspace_settings import SqlWorkspaceSettings
 from storage.workspaces import SqlWorkspaceKeys, SqlWorkspaces
@@ -29,7 +33,7 @@ class Storage:
     answers: SqlAnswers
     settings: SqlWorkspaceSettings
     claims: SqlClaims
-    inbox: SqlInbox
+    inbox: Inbox
     processes: SqlProcesses
     inflight: SqlInflightUsage
     kept: SqlKeptQuestions
@@ -42,6 +46,11 @@ class Storage:
     async def open(cls, url: str) -> Storage:
         """Connect and apply pending migrations."""
         db = await Database.open(url)
+        try:
+            inbox = await _inbox(db, url)
+        except BaseException:
+            await db.close(grace=0)
+            raise
         return cls(
             database=db,
             conversations=SqlConversations(db),
@@ -49,7 +58,7 @@ class Storage:
             answers=SqlAnswers(db),
             settings=SqlWorkspaceSettings(db),
             claims=SqlClaims(db),
-            inbox=SqlInbox(db),
+            inbox=inbox,
             processes=SqlProcesses(db),
             inflight=SqlInflightUsage(db),
             kept=SqlKeptQuestions(db),
@@ -60,4 +69,18 @@ class Storage:
         )
 
     async def close(self) -> None:
+        if isinstance(self.inbox, JournaledInbox):
+            self.inbox.close()
         await self.database.close()
+
+
+async def _inbox(db: Database, url: str) -> Inbox:
+    """On a SQLite file, accepted events go through a journal beside it (storage/journal.py);
+    what a killed process left there is moved into the table now."""
+    table = SqlInbox(db)
+    parsed = make_url(url)
+    if db.dialect != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return table
+    inbox = JournaledInbox(db, table, parsed.database)
+    await inbox.recover()
+    return inbox

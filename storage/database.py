@@ -15,20 +15,23 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
+# This release's latest migration (tests/test_migrations.py checks it against Alembic's). A
+# database already there starts without Alembic, which takes 0.1-0.2 s to import (issue 13).
+SCHEMA_HEAD: Final = "0005"
 # Any fixed number: processes starting together on one PostgreSQL database take turns.
 _MIGRATION_LOCK: Final = 7_411_902_731
 _SETTLE_SECONDS: Final = 0.05
@@ -106,13 +109,18 @@ class Database:
         await self.engine.dispose()
         await self._urgent.dispose()
 
+    async def close_urgent(self) -> None:
+        """Close the urgent writes' connections, on the event loop that used them (the
+        acknowledgement front's: an asyncpg connection belongs to its loop)."""
+        await self._urgent.dispose()
+
     @contextlib.asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         """One write transaction: committed when the block ends, rolled back if it raises.
 
-        `urgent` writes (what an acknowledgement waits for) go through a connection of their
-        own and, on SQLite, before any other writer waiting, so they never queue behind the
-        writes of running research."""
+        `urgent` writes (what an acknowledgement waits for) go through connections of their
+        own, used from the acknowledgement front's event loop, and, on SQLite, before any
+        other writer waiting, so they never queue behind the writes of running research."""
         engine = self._urgent if urgent else self.engine
         if self._turns is None:
             async with engine.begin() as conn:
@@ -155,6 +163,8 @@ class Database:
 
     async def upgrade(self) -> None:
         """Apply every migration not yet applied, in one transaction."""
+        if await self.revision() == SCHEMA_HEAD:
+            return
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
@@ -172,6 +182,8 @@ class Database:
     async def schema(self) -> SchemaStatus:
         """Where the schema stands against this release's migrations."""
         current = await self.revision()
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(_config(None))
         # Oldest first: base ... head.
         order = [rev.revision for rev in reversed(list(script.walk_revisions()))]
@@ -186,7 +198,13 @@ class Database:
     async def revision(self) -> str | None:
         """The schema's migration revision, or None for a database never migrated."""
         async with self.read() as conn:
-            return await conn.run_sync(_current_revision)
+            # Alembic's own table, read without Alembic.
+            try:
+                found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError:
+                return None  # no such table: never migrated
+            versions = [str(row[0]) for row in found.all()]
+        return versions[0] if len(versions) == 1 else None
 
 
 class WriterTurns:
@@ -254,6 +272,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _config(connection: Connection | None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -261,6 +281,8 @@ def _config(connection: Connection | None) -> Config:
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(_config(connection), "head")
 
 

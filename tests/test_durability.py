@@ -647,6 +647,7 @@ async def test_a_message_cut_too_many_times_is_given_up_with_a_sentence(
     storage = await Storage.open(f"sqlite+aiosqlite:///{db}")
     try:
         await storage.inbox.accept("T1", str(body["event_id"]), json.dumps(body), "gone:1")
+        await storage.inbox.commit()
     finally:
         await storage.close()
     with sqlite3.connect(db) as conn:

@@ -115,11 +115,13 @@ async def test_fifty_long_tool_names_leave_the_home_tab_and_the_modals_working(
     assert ack["response_action"] == "update"
     assert view_problems(ack["view"]) == []  # the "Saved" modal renders
 
+    # Saving refreshes the Home tab after the ack; opening it publishes it again.
+    await bot.slack.wait_for_call("views.publish")
     await bot.send_event({"type": "app_home_opened", "user": "UUSER", "tab": "home"})
-    [published] = await bot.slack.wait_for_call("views.publish")
-    assert published.error is None
-    home = json.dumps(published.args["view"])
-    assert f"`{FIFTY_TOOLS[0]}`" in home and "more" in home
+    for published in await bot.slack.wait_for_call("views.publish", count=2):
+        assert published.error is None
+        home = json.dumps(published.args["view"])
+        assert f"`{FIFTY_TOOLS[0]}`" in home and "more" in home
 
     reopened = await open_modal(bot)  # open_modal asserts Slack took it
     assert inputs(reopened)["mcp_tools"]["element"]["initial_value"] == ", ".join(FIFTY_TOOLS)

@@ -214,3 +214,16 @@ async def test_processes_starting_together_on_postgresql_migrate_once() -> None:
             assert await db.revision() == HEAD
         finally:
             await db.close()
+
+
+def test_the_schema_head_a_start_checks_is_alembics_head() -> None:
+    # A start whose database is at SCHEMA_HEAD does not load Alembic; a release that adds a
+    # migration without moving SCHEMA_HEAD would leave databases behind.
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from storage.database import MIGRATIONS, SCHEMA_HEAD
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD == HEAD

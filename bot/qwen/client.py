@@ -232,11 +232,15 @@ class QwenClient:
                 yield peak(event)
             if any(isinstance(e, StreamError) for e in first):
                 return
+            del first
             while (batch := await frames.next_batch()) is not None:
                 for event in batch:
                     yield peak(event)
                     if type(event) is StreamError:
                         return
+                # Not kept while waiting for the next slice: 400 streams each holding their
+                # last few hundred events made the garbage collector's full passes long.
+                del batch
         finally:
             frames.close()
 
@@ -349,6 +353,11 @@ class _Frames:
             logger.warning("model stream connection failed", exc_info=True)
             self._ended = True
             return _connection_error(exc)
+        if self._turns.spent():
+            # Splitting a chunk (up to 64 KB: hundreds of frames) is frame work too. 400
+            # streams released at once each split one before any could notice the slice was
+            # used up: a 50-95 ms loop turn (issue 13).
+            await self._turns.wait()
         if chunk:
             self._lines = self._split.feed(chunk)
         else:
