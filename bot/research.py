@@ -50,6 +50,7 @@ from bot.records import UsageRecord
 from bot.report import Report, RunStats
 from bot.research_options import (
     OptionError,
+    ResearchOptions,
     WorkspaceResearch,
     parse_research_options,
     supports_research_tools,
@@ -236,12 +237,14 @@ class ResearchService:
         ts: str = "",
         images: Sequence[Image] = (),
         refusals: Sequence[str] = (),
+        options: ResearchOptions | None = None,
     ) -> None:
         """The bot was mentioned in message `ts`: start a conversation, or continue the
         thread's one.
 
         `refusals` are sentences about attachments left out; the request goes ahead only if
-        something is left to research."""
+        something is left to research. `options`: chosen elsewhere (a form), so `text` is
+        the topic as written, with no options in it to read."""
         sink = self._sinks(key)
         async with self._lock(key):
             existing = await self._store.get(key)
@@ -251,11 +254,12 @@ class ResearchService:
             return
         for sentence in refusals:
             await sink.post_notice(sentence)
-        try:
-            options, text = parse_research_options(text)
-        except OptionError as exc:
-            await sink.post_notice(str(exc))
-            return
+        if options is None:
+            try:
+                options, text = parse_research_options(text)
+            except OptionError as exc:
+                await sink.post_notice(str(exc))
+                return
         if not text.strip() and not images:
             if not refusals:
                 await sink.post_notice(HOW_TO)

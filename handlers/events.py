@@ -269,12 +269,14 @@ _ADDRESSING: Final = re.compile(
 _BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
 
 
-def has_substance(text: str) -> bool:
+def has_substance(text: str, *, options: bool = True) -> bool:
     """Whether Slack message text asks something: a letter or a digit left once mentions,
-    options, whitespace, zero-width and other invisible characters, punctuation and emoji
-    are set aside. "<@U123>" alone, or only zero-width spaces, is nothing to research."""
-    with contextlib.suppress(OptionError):  # the domain answers with the option's sentence
-        _, text = parse_research_options(text)
+    options (unless `options` is False: text whose options were chosen elsewhere),
+    whitespace, zero-width and other invisible characters, punctuation and emoji are set
+    aside. "<@U123>" alone, or only zero-width spaces, is nothing to research."""
+    if options:
+        with contextlib.suppress(OptionError):  # the domain answers with the option's sentence
+            _, text = parse_research_options(text)
     text = unescape(_ADDRESSING.sub(" ", text))  # `&amp;` alone is not the word "amp"
     return any(unicodedata.category(c)[0] in "LN" and c not in _BLANK_LETTERS for c in text)
 

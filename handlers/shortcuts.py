@@ -16,10 +16,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import ConversationKey
 from bot.i18n import N_
 from bot.research import MAX_MESSAGE_CHARS
-from bot.research_options import DETAILED, SUMMARY
+from bot.research_options import DETAILED, SUMMARY, ResearchOptions
 from bot.services import Services
 from handlers.actions import team_of
-from handlers.events import request_text
+from handlers.events import has_substance, unescape
 from handlers.i18n import translations
 
 logger = logging.getLogger(__name__)
@@ -71,13 +71,15 @@ def register(app: AsyncApp, services: Services) -> None:
             logger.info("cannot read %s for Research this: %s", key, exc.response.get("error"))
             await _tell(client, services, user, CANNOT_READ)
             return
-        topic = request_text("\n\n".join(texts), None)
-        if not topic:
+        # Other people's words are the topic, as they wrote them: a `--word` in them is not
+        # an option (the form chose those).
+        joined = "\n\n".join(texts)
+        if not has_substance(joined, options=False):
             await _tell(client, services, user, NOTHING_TO_RESEARCH)
             return
+        topic = unescape(joined).strip()[:MAX_MESSAGE_CHARS].rstrip()
         options = _options(view.get("state", {}).get("values") or {})
-        topic = topic[: MAX_MESSAGE_CHARS - 100].rstrip()  # the options still fit
-        await services.research.mention(key, user, f"{topic}\n{options}".strip())
+        await services.research.mention(key, user, topic, options=options)
 
 
 def options_modal(meta: str) -> dict[str, Any]:
@@ -129,14 +131,14 @@ def options_modal(meta: str) -> dict[str, Any]:
     }
 
 
-def _options(values: Mapping[str, Any]) -> str:
-    """The modal's choices as the research options a request may carry."""
+def _options(values: Mapping[str, Any]) -> ResearchOptions:
+    """The modal's choices: the report's length, and whether to ask first."""
     length = ((values.get(LENGTH_BLOCK) or {}).get(INPUT) or {}).get("selected_option") or {}
     ticked = ((values.get(CLARIFY_BLOCK) or {}).get(INPUT) or {}).get("selected_options") or []
-    words = ["--summary" if length.get("value") == SUMMARY else "--detailed"]
-    if not any(isinstance(o, Mapping) and o.get("value") == ASK_FIRST for o in ticked):
-        words.append("--no-clarify")
-    return " ".join(words)
+    return ResearchOptions(
+        output_format=SUMMARY if length.get("value") == SUMMARY else DETAILED,
+        clarify=any(isinstance(o, Mapping) and o.get("value") == ASK_FIRST for o in ticked),
+    )
 
 
 async def _thread_texts(client: AsyncWebClient, key: ConversationKey) -> list[str]:
