@@ -117,16 +117,15 @@ def register(app: AsyncApp, services: Services) -> None:
             # the view delivers messages).
             start = assistant.entry(services, client, titled=in_thread)
             await _deliver(start, key, body, context, client)
-        elif in_thread:
-            return  # a thread the bot is not part of
-        elif event.get("channel_type") == "mpim" and mentions(
-            str(event.get("text") or ""), context.bot_user_id
-        ):
-            # In a group DM people talk to each other: a top-level message starts research
-            # only when it mentions the bot (Slack may also send it as app_mention; the
-            # message claim lets one of the two through). Replies in its thread need no
-            # mention, as everywhere.
-            await _deliver(research.mention, key, body, context, client)
+        elif event.get("channel_type") == "mpim" and not in_thread:
+            # A group DM the bot is in works like its DM: a top-level message starts a
+            # research conversation (or usage, help, `ask:`), no mention needed. One that
+            # mentions the bot also arrives as app_mention; the message claim lets one of
+            # the two through. Replies in its thread need no mention, as everywhere; other
+            # threads there are people talking to each other.
+            await _deliver(
+                assistant.entry(services, client, titled=False), key, body, context, client
+            )
 
     async def _handled(body: Mapping[str, Any], work: Awaitable[None]) -> None:
         """Run the listener's work, then mark its event done. If the work is cut (the process
@@ -240,13 +239,6 @@ def strip_mentions(text: str, bot_user_id: str | None) -> str:
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", " ", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
-
-
-def mentions(text: str, bot_user_id: str | None) -> bool:
-    """Whether `text` mentions the bot (`<@UBOT>` or `<@UBOT|name>`)."""
-    if not bot_user_id:
-        return False
-    return re.search(rf"<@{re.escape(bot_user_id)}[|>]", text) is not None
 
 
 _ENTITIES: Final = re.compile(r"&(amp|lt|gt);")
