@@ -854,6 +854,16 @@ class ResearchService:
             return True
         key = conversation.key
         sink = self._sinks(key)
+        marker = owed.marker
+
+        async def keep_canvas(canvas: str) -> None:
+            # Before the summary links it: a retry after a crash links this canvas instead
+            # of making a second one. The delivery stays this process's meanwhile.
+            nonlocal owed
+            assert owed is not None
+            owed = replace(owed, canvas=canvas)
+            await self._store.settle_owed(key, marker, owed, release=False)
+
         try:
             looked = check or owed.attempts > 0
             posted = await sink.delivered(owed.marker) if looked else frozenset()
@@ -864,7 +874,11 @@ class ResearchService:
             else:
                 delivery = (await self._workspace(key.team_id)).delivery
                 await sink.deliver_report(
-                    _report(conversation, owed), skip=posted, delivery=delivery
+                    _report(conversation, owed),
+                    skip=posted,
+                    delivery=delivery,
+                    canvas=owed.canvas,
+                    keep_canvas=keep_canvas,
                 )
         except Exception as exc:
             lasting = isinstance(exc, DeliveryFailed) and exc.lasting

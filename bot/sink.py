@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 from bot.conversation import ConversationKey
@@ -38,11 +38,15 @@ class ThreadSink(Protocol):
         *,
         skip: frozenset[str] = frozenset(),
         delivery: Delivery = Delivery.CANVAS_AND_FILE,
+        canvas: str = "",
+        keep_canvas: CanvasKeeper | None = None,
     ) -> None:
         """Make the report a canvas and upload the report document (FILE), as `delivery`
         says, then post its summary (SUMMARY, linking the canvas), each unless in `skip`. A
-        canvas Slack will not make is replaced by the file, and not mentioned. Raises
-        DeliveryFailed naming the part that failed."""
+        canvas Slack will not make is replaced by the file, and not mentioned. `canvas`: the
+        id of the canvas an earlier try made, linked instead of making another; a new one's id
+        goes to `keep_canvas` before anything else is posted. Raises DeliveryFailed naming
+        the part that failed."""
         ...
 
     async def delivered(self, marker: str) -> frozenset[str]:
@@ -52,6 +56,9 @@ class ThreadSink(Protocol):
 
 
 SinkFactory = Callable[[ConversationKey], ThreadSink]
+
+CanvasKeeper = Callable[[str], Awaitable[None]]
+"""Records, durably, the id of the canvas a delivery just made."""
 
 MESSAGE: Final = "message"
 FILE: Final = "file"
