@@ -128,7 +128,10 @@ class Languages(Protocol):
         `default_user` when the thread has none)."""
         ...
 
-    async def language(self, user_id: str, team_id: str = "") -> str: ...
+    async def language(self, user_id: str, team_id: str) -> str:
+        """`team_id`: the person's workspace, whose token looks them up (with many
+        workspaces, another workspace's token cannot)."""
+        ...
 
 
 class DeliveryClaims(Protocol):

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 from bot.conversation import ConversationKey
+from bot.i18n import Text
 from bot.progress import ProgressView, Stage
 from bot.report import Delivery, Report
 
@@ -18,8 +19,9 @@ class ThreadSink(Protocol):
         `marker` names the post, for `delivered`."""
         ...
 
-    async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
-        """A short plain sentence; `retry` offers a button that re-runs the last step."""
+    async def post_notice(self, sentence: Text, *, retry: bool = False) -> None:
+        """A short plain sentence, in the thread's language; `retry` offers a button that
+        re-runs the last step."""
         ...
 
     async def show_progress(self, view: ProgressView, message_ts: str | None) -> str:

@@ -17,9 +17,10 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import N_, Text
 from bot.images import Image, accept_images
 from bot.logs import log_context
-from bot.ports import OrphanEvent
+from bot.ports import Languages, OrphanEvent
 from bot.research import Deferred, ResearchService
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
@@ -35,7 +36,7 @@ HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
 # too: its tokens and keys must go even if the process dies right after the ack).
 WORK_EVENTS: Final = frozenset({"app_mention", "message", "app_uninstalled", "tokens_revoked"})
 REPLAY: Final = "qdr_replay"  # in a request's context: an event handled again from the inbox
-SOMETHING_WRONG: Final = (
+SOMETHING_WRONG: Final = N_(
     "Something went wrong on my side while handling that message. Please try again in a "
     "moment; if it keeps happening, tell the bot's admin."
 )
@@ -155,7 +156,7 @@ def register(app: AsyncApp, services: Services) -> None:
         services.languages.note_starter(key, str(event.get("user") or ""))
         raw = event.get("text")
         text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
-        async with _guarded(client, key):
+        async with _guarded(client, key, services.languages):
             images, refusals = await _images(event, context.bot_token)
             await entry(
                 key,
@@ -166,7 +167,9 @@ def register(app: AsyncApp, services: Services) -> None:
                 refusals=refusals,
             )
 
-    async def _images(event: Mapping[str, Any], token: str | None) -> tuple[list[Image], list[str]]:
+    async def _images(
+        event: Mapping[str, Any], token: str | None
+    ) -> tuple[list[Image], list[Text]]:
         files = event.get("files") or []
         if not isinstance(files, list) or not files:
             return [], []
@@ -177,7 +180,9 @@ def register(app: AsyncApp, services: Services) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterator[None]:
+async def _guarded(
+    client: AsyncWebClient, key: ConversationKey, languages: Languages
+) -> AsyncIterator[None]:
     """A failure the domain did not handle still gets a sentence in the thread. Log lines
     written meanwhile name the conversation."""
     with log_context(team=key.team_id, conversation=key.label):
@@ -188,7 +193,7 @@ async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterato
         except Exception:
             logger.exception("handling a message in %s failed", key)
             with contextlib.suppress(Exception):
-                await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
+                await SlackThreadSink(client, key, languages).post_notice(SOMETHING_WRONG)
 
 
 def replayer(app: AsyncApp) -> Callable[[OrphanEvent], Awaitable[None]]:

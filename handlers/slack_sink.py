@@ -10,12 +10,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import Text
 from bot.ports import Languages
 from bot.progress import ProgressView, Stage
 from bot.report import Delivery, Report
 from bot.sink import FILE, MESSAGE, SUMMARY, CanvasKeeper, DeliveryFailed, SinkFactory
 from handlers import render
-from handlers.i18n import Translations, translations
+from handlers.i18n import Translations, show, translations
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,9 @@ class SlackThreadSink:
             ts = ts or str(response.get("ts", ""))
         return ts
 
-    async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
+    async def post_notice(self, sentence: Text, *, retry: bool = False) -> None:
         t = await self._translations()
-        # The domain's fixed sentences are msgids; filled-in ones stay as written.
-        await self._post(render.notice_message(t.gettext(sentence), self._key, retry=retry, t=t))
+        await self._post(render.notice_message(show(t, sentence), self._key, retry=retry, t=t))
 
     async def show_progress(self, view: ProgressView, message_ts: str | None) -> str:
         message = render.progress_message(view, self._key, t=await self._translations())
