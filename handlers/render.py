@@ -14,7 +14,7 @@ from bot.i18n import N_, Money, Span, say
 from bot.progress import ProgressView, Stage
 from bot.report import Report, numbered
 from handlers.i18n import ENGLISH_TEXT as ENGLISH
-from handlers.i18n import Translations, figure, show
+from handlers.i18n import Translations, show
 
 STOP_ACTION: Final = "research_stop"
 FEEDBACK_ACTION: Final = "feedback"
@@ -100,11 +100,6 @@ def key_from_value(team_id: str, value: str) -> ConversationKey | None:
         return ConversationKey(team_id, str(data["c"]), str(data["t"]))
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def duration(seconds: float, t: Translations = ENGLISH) -> str:
-    """Elapsed time, short: 59s, 1m 05s, 1h 02m (in `t`'s language)."""
-    return figure(t, Span(seconds))
 
 
 def progress_message(
