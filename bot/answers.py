@@ -15,7 +15,7 @@ from bot.budget import BudgetGuard
 from bot.context import fit
 from bot.conversation import Conversation, ConversationKey
 from bot.flags import AskOptions
-from bot.i18n import N_
+from bot.i18n import N_, Text, say
 from bot.metering import MeteredCall, UsageMeter
 from bot.ports import Answers, Conversations, UsageLedger
 from bot.qwen.client import ModelClient
@@ -41,8 +41,9 @@ FOLLOW_UP_SYSTEM: Final = (
 DEEPER_REQUEST: Final = (
     "Please research this further, building on the report and the discussion above: {question}"
 )
-TOO_LONG: Final = (
-    f"That question is too long for me: please keep it under {MAX_FOLLOW_UP_CHARS:,} characters."
+TOO_LONG: Final = say(
+    N_("That question is too long for me: please keep it under {limit} characters."),
+    limit=MAX_FOLLOW_UP_CHARS,
 )
 NOT_NOW: Final = N_(
     "I can start another research round once this thread's current research has finished."
@@ -66,8 +67,8 @@ class AnswerSink(Protocol):
         """The whole answer, split or uploaded as needed; never silently shortened."""
         ...
 
-    async def notice(self, sentence: str) -> None:
-        """A plain sentence (a refusal or a failure), seen by the asker."""
+    async def notice(self, sentence: Text) -> None:
+        """A plain sentence (a refusal or a failure), seen by the asker in their language."""
         ...
 
 
@@ -110,7 +111,7 @@ class Answer:
     thinking: bool
     has_reasoning: bool
     stats: AnswerStats
-    notes: tuple[str, ...] = ()
+    notes: tuple[Text, ...] = ()
     follow_up: bool = False  # answers in a research thread offer another research round
 
 

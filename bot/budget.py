@@ -8,13 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from bot.i18n import N_, Day, Month, Sentence, Text, say
 from bot.ports import UsageLedger
 
 # Tokens a call is expected to use, held against the budget until its real usage is known.
 ESTIMATED_TOKENS: Final = {"clarify": 2_000, "research": 60_000, "answer": 8_000}
-HELD: Final = (
+HELD: Final = N_(
     "This workspace's monthly token budget is taken up by research and answers still running, "
     "so I can't start more right now. Please try again when they have finished."
+)
+EXHAUSTED: Final = N_(
+    "This workspace has used {used} of its {limit} tokens for {month}, so I can't start new "
+    "research or answers until the budget resets on {day} at 00:00 UTC. The bot's admin can "
+    "raise WORKSPACE_MONTHLY_TOKEN_BUDGET."
 )
 
 
@@ -28,14 +34,6 @@ def next_month_start(now: float) -> datetime:
     if start.month == 12:
         return start.replace(year=start.year + 1, month=1)
     return start.replace(month=start.month + 1)
-
-
-def month_name(moment: datetime) -> str:
-    return f"{moment:%B} {moment.year}"
-
-
-def reset_time(moment: datetime) -> str:
-    return f"{moment.day} {moment:%B} {moment.year} at 00:00 UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ class BudgetGuard:
         monthly_tokens: int | None,
         *,
         clock: Callable[[], float] = time.time,
-        gate: Callable[[str], Awaitable[str | None]] | None = None,
+        gate: Callable[[str], Awaitable[Text | None]] | None = None,
     ) -> None:
         # Asked first: a workspace that may not call the model at all (no Model Studio key)
         # is told that, whatever its budget.
@@ -83,12 +81,12 @@ class BudgetGuard:
         """Where the month counted now starts."""
         return month_start(self._clock()).timestamp()
 
-    async def refusal_held(self, team_id: str) -> str:
+    async def refusal_held(self, team_id: str) -> Text:
         """The sentence when a call's reservation was refused: the budget is used up, or
         held by work still running."""
         return await self.refusal(team_id) or HELD
 
-    async def refusal(self, team_id: str) -> str | None:
+    async def refusal(self, team_id: str) -> Text | None:
         """The sentence to show instead of starting new work, or None when work may start.
 
         Work already running is never stopped by this: callers ask only before starting.
@@ -98,9 +96,14 @@ class BudgetGuard:
         status = await self.status(team_id)
         if status is None or not status.exhausted:
             return None
-        return (
-            f"This workspace has used {status.used:,} of its {status.limit:,} tokens for "
-            f"{month_name(status.month)}, so I can't start new research or answers until the "
-            f"budget resets on {reset_time(status.resets_at)}. The bot's admin can raise "
-            "WORKSPACE_MONTHLY_TOKEN_BUDGET."
-        )
+        return exhausted(status)
+
+
+def exhausted(status: BudgetStatus) -> Sentence:
+    return say(
+        EXHAUSTED,
+        used=status.used,
+        limit=status.limit,
+        month=Month(status.month),
+        day=Day(status.resets_at),
+    )

@@ -88,14 +88,20 @@ class Owed:
     marker: str  # names the posts in the thread, so a redelivery can see what arrived
     attempts: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    # The report's canvas, once Slack made it: a redelivery links it instead of making a
+    # second one (a canvas is not a post in the thread, so `delivered` cannot see it).
+    canvas: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind,
             "marker": self.marker,
             "attempts": self.attempts,
             "stats": self.stats,
         }
+        if self.canvas:
+            data["canvas"] = self.canvas
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Owed:
@@ -104,6 +110,7 @@ class Owed:
             marker=str(data.get("marker", "")),
             attempts=int(data.get("attempts", 0)),
             stats=dict(data.get("stats") or {}),
+            canvas=str(data.get("canvas") or ""),
         )
 
 

@@ -6,15 +6,17 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from bot.i18n import N_, Sentence, Text, joined, say
 from bot.research_options import shown_word
 
-ASK_USAGE: Final = (
+ASK_USAGE: Final = N_(
     "Usage: `/ask [--model NAME] [--budget TOKENS] [--fast] [--private] your question`\n"
     "• `--model NAME`: a Qwen thinking model instead of the default (e.g. `qwq-plus`)\n"
     "• `--budget TOKENS`: at most this many tokens of reasoning\n"
     "• `--fast`: answer without thinking first (hybrid models only)\n"
     "• `--private`: only you see the answer"
 )
+NO_QUESTION: Final = N_("Please add a question.")
 MAX_QUESTION_CHARS: Final = 8000
 MAX_BUDGET: Final = 1_000_000
 
@@ -27,11 +29,17 @@ _SWITCHES: Final = frozenset({"fast", "private"})
 
 
 class FlagError(ValueError):
-    """The command text cannot be used; `str()` is a short sentence for the user."""
+    """The command text cannot be used; `sentence` says why, for the user (`str()` is its
+    English)."""
+
+    def __init__(self, sentence: Text) -> None:
+        super().__init__(str(sentence))
+        self.sentence = sentence
 
     @property
-    def usage(self) -> str:
-        return f"{self}\n{ASK_USAGE}"
+    def usage(self) -> Sentence:
+        """Why, then how to use /ask."""
+        return joined(self.sentence, ASK_USAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,25 +75,29 @@ def parse_ask(text: str) -> AskOptions:
             if not eq:
                 value, after = _first_word(after) or ("", "")
             if not value:
-                raise FlagError(f"`--{name}` needs a value.")
+                raise FlagError(say(N_("`--{name}` needs a value."), name=name))
             values[name] = value
         else:
-            raise FlagError(f"I don't know the option `{shown_word(word)}`.")
+            raise FlagError(say(N_("I don't know the option `{word}`."), word=shown_word(word)))
         rest = after
 
     rest = rest.strip()
     if not rest:
-        raise FlagError("Please add a question.")
+        raise FlagError(NO_QUESTION)
     if len(rest) > MAX_QUESTION_CHARS:
-        raise FlagError(f"Please keep the question under {MAX_QUESTION_CHARS:,} characters.")
+        raise FlagError(
+            say(N_("Please keep the question under {limit} characters."), limit=MAX_QUESTION_CHARS)
+        )
     model = values["model"].lower() if "model" in values else None
     if model is not None and not _MODEL_NAME.match(model):
-        raise FlagError("`--model` needs a model name such as `qwen-plus` or `qwq-plus`.")
+        raise FlagError(N_("`--model` needs a model name such as `qwen-plus` or `qwq-plus`."))
     if model is not None and model.startswith("qwen-deep-research"):
-        raise FlagError("Deep research runs in a thread: use `/research <topic>` for it.")
+        raise FlagError(N_("Deep research runs in a thread: use `/research <topic>` for it."))
     budget = _budget(values["budget"]) if "budget" in values else None
     if budget is not None and "fast" in switches:
-        raise FlagError("`--fast` turns thinking off, so `--budget` would have nothing to limit.")
+        raise FlagError(
+            N_("`--fast` turns thinking off, so `--budget` would have nothing to limit.")
+        )
     return AskOptions(
         question=rest,
         model=model,
@@ -104,5 +116,10 @@ def _first_word(text: str) -> tuple[str, str] | None:
 def _budget(raw: str) -> int:
     digits = raw.replace(",", "").replace("_", "")
     if not digits.isascii() or not digits.isdigit() or not 0 < int(digits) <= MAX_BUDGET:
-        raise FlagError(f"`--budget` needs a whole number of tokens from 1 to {MAX_BUDGET:,}.")
+        raise FlagError(
+            say(
+                N_("`--budget` needs a whole number of tokens from 1 to {limit}."),
+                limit=MAX_BUDGET,
+            )
+        )
     return int(digits)

@@ -7,9 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from bot.i18n import N_, Sentence, Text, say
+
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 MAX_IMAGES: Final = 5
-RULE: Final = "I can read JPEG, PNG, BMP and WEBP images of up to 10 MB, at most 5 per request"
+RULE: Final = N_("I can read JPEG, PNG, BMP and WEBP images of up to 10 MB, at most 5 per request")
+TOO_LARGE: Final = N_("I left out *{name}*: it is larger than 10 MB ({rule}).")
+NOT_AN_IMAGE: Final = N_("I left out *{name}*: it is not an image I can read ({rule}).")
+TOO_MANY: Final = N_("I left out *{name}*: {rule}.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,7 @@ class AttachmentReader(Protocol):
 
     async def attachments(
         self, files: Sequence[Mapping[str, Any]], *, token: str | None = None
-    ) -> tuple[list[Attachment], list[str]]:
+    ) -> tuple[list[Attachment], list[Text]]:
         """Downloaded attachments, and a sentence for each file that could not be read.
         `token`: the workspace's bot token, when it is not the reader's own."""
         ...
@@ -50,24 +55,24 @@ def image_type(data: bytes) -> str | None:
     return None
 
 
-def too_large(name: str) -> str:
-    return f"I left out *{name}*: it is larger than 10 MB ({RULE})."
+def left_out(sentence: str, name: str | Sentence) -> Sentence:
+    """`sentence` (TOO_LARGE, NOT_AN_IMAGE, TOO_MANY) about the file `name` (as the person
+    named it, or a Sentence such as "a file")."""
+    return say(sentence, name=name, rule=say(RULE))
 
 
-def accept_images(attachments: Sequence[Attachment]) -> tuple[list[Image], list[str]]:
+def accept_images(attachments: Sequence[Attachment]) -> tuple[list[Image], list[Text]]:
     """The attachments the model can take, and a sentence for each one left out."""
     images: list[Image] = []
-    refusals: list[str] = []
+    refusals: list[Text] = []
     for attachment in attachments:
         mime = image_type(attachment.data)
         if mime is None:
-            refusals.append(
-                f"I left out *{attachment.name}*: it is not an image I can read ({RULE})."
-            )
+            refusals.append(left_out(NOT_AN_IMAGE, attachment.name))
         elif len(attachment.data) > MAX_IMAGE_BYTES:
-            refusals.append(too_large(attachment.name))
+            refusals.append(left_out(TOO_LARGE, attachment.name))
         elif len(images) >= MAX_IMAGES:
-            refusals.append(f"I left out *{attachment.name}*: {RULE}.")
+            refusals.append(left_out(TOO_MANY, attachment.name))
         else:
             encoded = base64.b64encode(attachment.data).decode("ascii")
             images.append(Image(attachment.name, f"data:{mime};base64,{encoded}"))

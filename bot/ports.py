@@ -50,10 +50,14 @@ class Conversations(Protocol):
         by `owner`."""
         ...
 
-    async def settle_owed(self, key: ConversationKey, marker: str, owed: Owed | None) -> None:
+    async def settle_owed(
+        self, key: ConversationKey, marker: str, owed: Owed | None, *, release: bool = True
+    ) -> None:
         """Replace the delivery `marker` (if still owed) by `owed`: None when Slack accepted
-        it or it was given up, a copy with more attempts when it is to be tried again. Does
-        not disturb other changes made meanwhile."""
+        it or it was given up, a copy with more attempts when it is to be tried again, a copy
+        noting what a delivery under way has made (`release` False: its process keeps the
+        conversation, so no other process takes the delivery meanwhile). Does not disturb
+        other changes made meanwhile."""
         ...
 
     async def owned_runs(self, owner: str) -> set[ConversationKey]:
@@ -124,7 +128,10 @@ class Languages(Protocol):
         `default_user` when the thread has none)."""
         ...
 
-    async def language(self, user_id: str, team_id: str = "") -> str: ...
+    async def language(self, user_id: str, team_id: str) -> str:
+        """`team_id`: the person's workspace, whose token looks them up (with many
+        workspaces, another workspace's token cannot)."""
+        ...
 
 
 class DeliveryClaims(Protocol):

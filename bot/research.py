@@ -27,7 +27,7 @@ from bot.conversation import (
     StaleConversation,
     State,
 )
-from bot.i18n import N_
+from bot.i18n import N_, Ordinal, Sentence, Span, Text, say
 from bot.images import Image, user_content
 from bot.live_progress import LiveProgress
 from bot.logs import bind
@@ -50,6 +50,7 @@ from bot.records import UsageRecord
 from bot.report import Report, RunStats
 from bot.research_options import (
     OptionError,
+    ResearchOptions,
     WorkspaceResearch,
     parse_research_options,
     supports_research_tools,
@@ -68,8 +69,9 @@ HOW_TO: Final = N_(
     "`@Qwen Deep Research the use of AI in education`. I'll ask one clarifying question "
     "in the thread, then research and post a report."
 )
-TOO_LONG: Final = (
-    f"That message is too long for me: please keep it under {MAX_MESSAGE_CHARS:,} characters."
+TOO_LONG: Final = say(
+    N_("That message is too long for me: please keep it under {limit} characters."),
+    limit=MAX_MESSAGE_CHARS,
 )
 STILL_RUNNING: Final = N_(
     "Research is still running in this thread. Please wait for the report, or press Stop on "
@@ -90,7 +92,7 @@ FollowUpHandler = Callable[[Conversation, str, str], Awaitable[None]]
 """Answers a question asked in a thread whose report is done: (conversation, user_id, text)."""
 
 
-BudgetCheck = Callable[[str], Awaitable[str | None]]
+BudgetCheck = Callable[[str], Awaitable[Text | None]]
 """A sentence refusing new work for a workspace over its budget, or None: (team_id)."""
 
 
@@ -188,7 +190,7 @@ class ResearchService:
         follow_up: FollowUpHandler | None = None,
         pacer: WorkspacePacer | None = None,
         budget: BudgetCheck | None = None,
-        budget_held: Callable[[str], Awaitable[str]] | None = None,
+        budget_held: Callable[[str], Awaitable[Text]] | None = None,
         workspace_settings: WorkspaceSettingsLookup | None = None,
         keyed: KeyedCall | None = None,
     ) -> None:
@@ -235,13 +237,15 @@ class ResearchService:
         *,
         ts: str = "",
         images: Sequence[Image] = (),
-        refusals: Sequence[str] = (),
+        refusals: Sequence[Text] = (),
+        options: ResearchOptions | None = None,
     ) -> None:
         """The bot was mentioned in message `ts`: start a conversation, or continue the
         thread's one.
 
         `refusals` are sentences about attachments left out; the request goes ahead only if
-        something is left to research."""
+        something is left to research. `options`: chosen elsewhere (a form), so `text` is
+        the topic as written, with no options in it to read."""
         sink = self._sinks(key)
         async with self._lock(key):
             existing = await self._store.get(key)
@@ -251,11 +255,12 @@ class ResearchService:
             return
         for sentence in refusals:
             await sink.post_notice(sentence)
-        try:
-            options, text = parse_research_options(text)
-        except OptionError as exc:
-            await sink.post_notice(str(exc))
-            return
+        if options is None:
+            try:
+                options, text = parse_research_options(text)
+            except OptionError as exc:
+                await sink.post_notice(exc.sentence)
+                return
         if not text.strip() and not images:
             if not refusals:
                 await sink.post_notice(HOW_TO)
@@ -296,7 +301,7 @@ class ResearchService:
         *,
         ts: str = "",
         images: Sequence[Image] = (),
-        refusals: Sequence[str] = (),
+        refusals: Sequence[Text] = (),
     ) -> None:
         """A human replied in a thread (message `ts`); only threads with a conversation get
         here. A message applied before (an event handled again after a crash) is ignored."""
@@ -314,7 +319,7 @@ class ResearchService:
         text: str,
         ts: str,
         images: Sequence[Image],
-        refusals: Sequence[str],
+        refusals: Sequence[Text],
     ) -> None:
         async with self._lock(key):
             conversation = await self._store.get(key)
@@ -647,7 +652,7 @@ class ResearchService:
         if current is None or current.state is not State.QUEUED:
             return  # admitted meanwhile by another path (a supervisor tick, another process)
         position = await self._store.queue_position(current)
-        await self._sinks(queued.key).post_notice(_QUEUED.format(position=_ordinal(position)))
+        await self._sinks(queued.key).post_notice(say(_QUEUED, position=Ordinal(position)))
 
     async def _admit(self) -> set[ConversationKey]:
         """Start the queued research that fits under the caps now; the keys started here."""
@@ -792,7 +797,7 @@ class ResearchService:
             metrics.run_ended("requeued", error.code)
             # Any process's supervisor admits it once the wait is over; this one tries then.
             asyncio.get_running_loop().call_later(wait + 0.05, self._admit_later)
-            await sink.post_notice(_THROTTLED.format(seconds=max(1, round(wait))))
+            await sink.post_notice(say(_THROTTLED, seconds=max(1, round(wait))))
             self._finish_later(progress, Stage.STOPPED)
             return
         self._throttled.pop(key, None)
@@ -850,6 +855,16 @@ class ResearchService:
             return True
         key = conversation.key
         sink = self._sinks(key)
+        marker = owed.marker
+
+        async def keep_canvas(canvas: str) -> None:
+            # Before the summary links it: a retry after a crash links this canvas instead
+            # of making a second one. The delivery stays this process's meanwhile.
+            nonlocal owed
+            assert owed is not None
+            owed = replace(owed, canvas=canvas)
+            await self._store.settle_owed(key, marker, owed, release=False)
+
         try:
             looked = check or owed.attempts > 0
             posted = await sink.delivered(owed.marker) if looked else frozenset()
@@ -860,7 +875,11 @@ class ResearchService:
             else:
                 delivery = (await self._workspace(key.team_id)).delivery
                 await sink.deliver_report(
-                    _report(conversation, owed), skip=posted, delivery=delivery
+                    _report(conversation, owed),
+                    skip=posted,
+                    delivery=delivery,
+                    canvas=owed.canvas,
+                    keep_canvas=keep_canvas,
                 )
         except Exception as exc:
             lasting = isinstance(exc, DeliveryFailed) and exc.lasting
@@ -926,16 +945,16 @@ class ResearchService:
                 state = State.FAILED
             await self._store.save(conversation.to(state, owner=None), usage)
             await progress.finish(Stage.STOPPED, wait=False)
-            await sink.post_notice(_STOP_NOTICES[reason].format(**self._limits()), retry=True)
+            await sink.post_notice(say(_STOP_NOTICES[reason], **self._limits()), retry=True)
         except StaleConversation:
             await self._ledger.record(usage)
         except Exception:
             logger.exception("could not record the end of %s", conversation.key)
 
-    def _limits(self) -> dict[str, str]:
+    def _limits(self) -> dict[str, Span]:
         return {
-            "max": _duration(self._config.run_max_seconds),
-            "idle": _duration(self._config.stream_idle_seconds),
+            "max": Span(self._config.run_max_seconds, words=True),
+            "idle": Span(self._config.stream_idle_seconds, words=True),
         }
 
     # --- helpers -------------------------------------------------------------------------
@@ -958,7 +977,7 @@ class ResearchService:
             return WorkspaceResearch()
         return await self._workspace_settings(team_id)
 
-    async def _held(self, team_id: str) -> str:
+    async def _held(self, team_id: str) -> Text:
         if self._budget_held is None:
             return _BUDGET_HELD
         return await self._budget_held(team_id)
@@ -1016,12 +1035,12 @@ _INTERRUPTED: Final = N_(
     "Press Retry to run it again."
 )
 _RESTARTING: Final = N_("I'm restarting right now. Please try again in a minute.")
-_BUDGET_HELD: Final = "This workspace's token budget can't take more work right now."
-_QUEUED: Final = (
+_BUDGET_HELD: Final = N_("This workspace's token budget can't take more work right now.")
+_QUEUED: Final = N_(
     "Your research is queued: it is {position} in line for this workspace, behind research "
     "already running. It starts by itself when a slot frees."
 )
-_THROTTLED: Final = (
+_THROTTLED: Final = N_(
     "Model Studio is busy right now (its rate limit for this account). Your research is back "
     "in the queue and starts again in about {seconds} seconds."
 )
@@ -1061,32 +1080,38 @@ def _report(conversation: Conversation, owed: Owed) -> Report:
     )
 
 
-def _undelivered(kind: str, part: str, *, lasting: bool, again: bool) -> str:
-    what = {
-        "file": "upload the report file",
-        "summary": "post the report's summary",
-    }.get(part, "post my clarifying question" if kind == QUESTION else "post the report")
+# What a delivery was doing when Slack did not take it.
+_DELIVERING: Final = {
+    "file": N_("upload the report file"),
+    "summary": N_("post the report's summary"),
+    QUESTION: N_("post my clarifying question"),
+    REPORT: N_("post the report"),
+}
+_UNDELIVERED_LASTING: Final = N_(
+    "The research step finished, but Slack would not let me {what} in this thread. It is "
+    "saved; ask the bot's admin to check that the bot is in this channel and has its "
+    "permissions (chat:write, files:write)."
+)
+_UNDELIVERED_AGAIN: Final = N_(
+    "Slack had a problem when I tried to {what}. I'll try again in a moment."
+)
+_UNDELIVERED_GAVE_UP: Final = N_(
+    "Slack kept failing when I tried to {what}, so I stopped trying. It is saved; ask the "
+    "bot's admin to look at the bot's logs."
+)
+
+
+def _undelivered(kind: str, part: str, *, lasting: bool, again: bool) -> Sentence:
+    what = say(_DELIVERING.get(part) or _DELIVERING[QUESTION if kind == QUESTION else REPORT])
     if lasting:
-        return (
-            f"The research step finished, but Slack would not let me {what} in this thread. "
-            "It is saved; ask the bot's admin to check that the bot is in this channel and has "
-            "its permissions (chat:write, files:write)."
-        )
+        return say(_UNDELIVERED_LASTING, what=what)
     if again:
-        return f"Slack had a problem when I tried to {what}. I'll try again in a moment."
-    return (
-        f"Slack kept failing when I tried to {what}, so I stopped trying. It is saved; "
-        "ask the bot's admin to look at the bot's logs."
-    )
+        return say(_UNDELIVERED_AGAIN, what=what)
+    return say(_UNDELIVERED_GAVE_UP, what=what)
 
 
 def _jitter() -> float:
     return random.uniform(0.8, 1.2)
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 _RESUMING: Final = N_(
@@ -1100,18 +1125,12 @@ _CRASHED: Final = N_(
 _STOP_NOTICES: Final = {
     StopReason.USER: _STOPPED,
     StopReason.SHUTDOWN: _INTERRUPTED,
-    StopReason.TOO_LONG: (
+    StopReason.TOO_LONG: N_(
         "This research ran for longer than {max} without finishing, so I ended it. "
         "Press Retry to run it again."
     ),
-    StopReason.SILENT: (
+    StopReason.SILENT: N_(
         "Model Studio sent nothing for {idle}, so I ended this research. "
         "Press Retry to run it again."
     ),
 }
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} seconds"

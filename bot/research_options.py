@@ -6,15 +6,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bot.i18n import N_, Sentence, say
 from bot.report import Delivery
 
 DETAILED: Final = "model_detailed_report"
 SUMMARY: Final = "model_summary_report"
 
-OPTIONS_HELP: Final = (
+OPTIONS_HELP: Final = N_(
     "`--summary` (a short report), `--detailed` (the full report), "
     "`--no-clarify` (skip the clarifying question), `--model NAME` (another research model)"
 )
+NEEDS_A_MODEL: Final = N_("`--model` needs a model name. Valid options: {options}.")
+UNKNOWN_OPTION: Final = N_("I don't know the option `{word}`. Valid options: {options}.")
 
 # Slack and phones turn "--" into an en or em dash; accept those as the same thing.
 _OPTION: Final = re.compile(r"^(?:--|\u2014|\u2013)([a-z][a-z-]*)$", re.IGNORECASE)
@@ -23,7 +26,12 @@ SHOWN_WORD_CHARS: Final = 40  # of an unknown option, repeated back in the sente
 
 
 class OptionError(ValueError):
-    """The text has an option the bot does not know; the message is for the user."""
+    """The text has an option the bot does not know; `sentence` is for the user (`str()` is
+    its English)."""
+
+    def __init__(self, sentence: Sentence) -> None:
+        super().__init__(str(sentence))
+        self.sentence = sentence
 
 
 # Models that take MCP servers as `research_tools` (the 2025-12-15 snapshot, per the docs).
@@ -110,15 +118,12 @@ def parse_research_options(text: str) -> tuple[ResearchOptions, str]:
             elif name == "model":
                 value = words[i + 1] if i + 1 < len(words) else ""
                 if not _MODEL_NAME.match(value):
-                    raise OptionError(
-                        f"`--model` needs a model name. Valid options: {OPTIONS_HELP}."
-                    )
+                    raise OptionError(say(NEEDS_A_MODEL, options=say(OPTIONS_HELP)))
                 model = value
                 i += 1
             else:
                 raise OptionError(
-                    f"I don't know the option `{shown_word(words[i])}`. "
-                    f"Valid options: {OPTIONS_HELP}."
+                    say(UNKNOWN_OPTION, word=shown_word(words[i]), options=say(OPTIONS_HELP))
                 )
             i += 1
         kept_lines.append(" ".join(w for w in kept if w))

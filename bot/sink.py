@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 from bot.conversation import ConversationKey
+from bot.i18n import Text
 from bot.progress import ProgressView, Stage
 from bot.report import Delivery, Report
 
@@ -18,8 +19,9 @@ class ThreadSink(Protocol):
         `marker` names the post, for `delivered`."""
         ...
 
-    async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
-        """A short plain sentence; `retry` offers a button that re-runs the last step."""
+    async def post_notice(self, sentence: Text, *, retry: bool = False) -> None:
+        """A short plain sentence, in the thread's language; `retry` offers a button that
+        re-runs the last step."""
         ...
 
     async def show_progress(self, view: ProgressView, message_ts: str | None) -> str:
@@ -38,11 +40,15 @@ class ThreadSink(Protocol):
         *,
         skip: frozenset[str] = frozenset(),
         delivery: Delivery = Delivery.CANVAS_AND_FILE,
+        canvas: str = "",
+        keep_canvas: CanvasKeeper | None = None,
     ) -> None:
         """Make the report a canvas and upload the report document (FILE), as `delivery`
         says, then post its summary (SUMMARY, linking the canvas), each unless in `skip`. A
-        canvas Slack will not make is replaced by the file, and not mentioned. Raises
-        DeliveryFailed naming the part that failed."""
+        canvas Slack will not make is replaced by the file, and not mentioned. `canvas`: the
+        id of the canvas an earlier try made, linked instead of making another; a new one's id
+        goes to `keep_canvas` before anything else is posted. Raises DeliveryFailed naming
+        the part that failed."""
         ...
 
     async def delivered(self, marker: str) -> frozenset[str]:
@@ -52,6 +58,9 @@ class ThreadSink(Protocol):
 
 
 SinkFactory = Callable[[ConversationKey], ThreadSink]
+
+CanvasKeeper = Callable[[str], Awaitable[None]]
+"""Records, durably, the id of the canvas a delivery just made."""
 
 MESSAGE: Final = "message"
 FILE: Final = "file"

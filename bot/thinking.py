@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from bot.i18n import N_, Text, say
 from bot.qwen.client import ModelCall, thinking_call
 from bot.qwen.events import ANSWER, Finished, ReasoningDelta, StreamError, TextDelta, Usage
 
@@ -65,7 +66,7 @@ class Plan:
 
     call: ModelCall
     thinking: bool
-    notes: tuple[str, ...] = ()
+    notes: tuple[Text, ...] = ()
 
 
 def plan(
@@ -76,11 +77,13 @@ def plan(
     budget: int | None = None,
     default_budget: int | None = None,
 ) -> Plan:
-    notes: list[str] = []
+    notes: list[Text] = []
     kind = mode(model)
     if kind is Mode.THINKING_ONLY:
         if fast:
-            notes.append(f"`{model}` always thinks first, so `--fast` had no effect.")
+            notes.append(
+                say(N_("`{model}` always thinks first, so `--fast` had no effect."), model=model)
+            )
         thinking, enable = True, None
     else:
         thinking, enable = not fast, not fast
@@ -89,7 +92,12 @@ def plan(
         if takes_budget(model):
             limit = budget or default_budget
         elif budget is not None:
-            notes.append(f"`{model}` does not take a thinking budget, so `--budget` was ignored.")
+            notes.append(
+                say(
+                    N_("`{model}` does not take a thinking budget, so `--budget` was ignored."),
+                    model=model,
+                )
+            )
     call = thinking_call(model, messages, enable_thinking=enable, thinking_budget=limit)
     return Plan(call=call, thinking=thinking, notes=tuple(notes))
 

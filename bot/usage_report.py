@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from bot.budget import BudgetGuard, BudgetStatus, month_name, month_start
+from bot.budget import BudgetGuard, BudgetStatus, month_start
+from bot.i18n import N_, Month, Text, say
 from bot.ports import UsageLedger
 from bot.records import Totals
 
@@ -17,7 +18,7 @@ TOP_USERS: Final = 5
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    label: str
+    label: Text
     by_model: tuple[Totals, ...]
     top_users: tuple[Totals, ...]
 
@@ -62,14 +63,14 @@ class UsageReporter:
     async def workspace(self, team_id: str) -> WorkspaceUsage:
         start = month_start(self._clock())
         month = Period(
-            label=f"This month ({month_name(start)})",
+            label=say(N_("This month ({month})"), month=Month(start)),
             by_model=tuple(await self._queries.by_model(team_id, since=start.timestamp())),
             top_users=tuple(
                 await self._queries.top_users(team_id, since=start.timestamp(), limit=TOP_USERS)
             ),
         )
         all_time = Period(
-            label="All time",
+            label=N_("All time"),
             by_model=tuple(await self._queries.by_model(team_id)),
             top_users=tuple(await self._queries.top_users(team_id, limit=TOP_USERS)),
         )

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from bot.i18n import N_, Text, say
 from bot.logs import remember_secret
 from bot.ports import WorkspaceSettingsRepository
 from bot.records import SettingsRow
@@ -47,7 +48,7 @@ _TOOL_SEPARATORS: Final = re.compile(r"[,\s]+")
 # keys MCP servers hand out).
 _TOKEN: Final = re.compile(r"^[\x21-\x7e]+$")
 
-NO_SECRET_KEY: Final = (
+NO_SECRET_KEY: Final = N_(
     "MCP tokens can't be saved because the bot has no SECRET_KEY setting. Ask whoever runs "
     "the bot to set one; until then MCP servers can only be used without a token."
 )
@@ -135,20 +136,20 @@ class ValidSettings:
 class SettingsInvalid(Exception):
     """The form cannot be saved; `errors` holds one sentence per field to fix."""
 
-    def __init__(self, errors: dict[Field, str]) -> None:
+    def __init__(self, errors: dict[Field, Text]) -> None:
         super().__init__(", ".join(errors))  # field names only: never the values
         self.errors = errors
 
 
 def validate(form: SettingsForm, *, saved: WorkspaceSettings, can_seal: bool) -> ValidSettings:
     """The settings to store, or SettingsInvalid with a sentence for each field to fix."""
-    errors: dict[Field, str] = {}
+    errors: dict[Field, Text] = {}
 
     model = _model(form, errors)
     if form.output_format not in OUTPUT_FORMATS:
-        errors[Field.LENGTH] = "Choose a report length: detailed or summary."
+        errors[Field.LENGTH] = N_("Choose a report length: detailed or summary.")
     if form.delivery not in _DELIVERIES:
-        errors[Field.DELIVERY] = "Choose how reports arrive: canvas and file, canvas or file."
+        errors[Field.DELIVERY] = N_("Choose how reports arrive: canvas and file, canvas or file.")
 
     label = form.mcp_label.strip()
     url = form.mcp_url.strip()
@@ -159,14 +160,18 @@ def validate(form: SettingsForm, *, saved: WorkspaceSettings, can_seal: bool) ->
         return _valid_or_raise(model, form, None, change, "", errors)
 
     if model is not None and not supports_research_tools(model):
-        errors[Field.MCP_URL] = (
-            f"MCP servers work only with the `{SNAPSHOT}` model. Choose that model above, or "
-            f"clear the MCP fields to keep `{model}`."
+        errors[Field.MCP_URL] = say(
+            N_(
+                "MCP servers work only with the `{snapshot}` model. Choose that model above, "
+                "or clear the MCP fields to keep `{model}`."
+            ),
+            snapshot=SNAPSHOT,
+            model=model,
         )
     if not label:
-        errors[Field.MCP_LABEL] = "Give the MCP server a label, for example `knowledge-base`."
+        errors[Field.MCP_LABEL] = N_("Give the MCP server a label, for example `knowledge-base`.")
     elif not _LABEL.match(label):
-        errors[Field.MCP_LABEL] = (
+        errors[Field.MCP_LABEL] = N_(
             "A server label uses letters, digits, - and _ (up to 64 characters), starting with a "
             "letter or digit."
         )
@@ -186,10 +191,10 @@ def _valid_or_raise(
     mcp: McpServer | None,
     change: TokenChange,
     new_token: str,
-    errors: dict[Field, str],
+    errors: dict[Field, Text],
 ) -> ValidSettings:
     if errors or model is None:
-        raise SettingsInvalid(errors or {Field.MODEL: "Choose a research model."})
+        raise SettingsInvalid(errors or {Field.MODEL: N_("Choose a research model.")})
     return ValidSettings(
         model=model,
         output_format=form.output_format,
@@ -201,20 +206,20 @@ def _valid_or_raise(
     )
 
 
-def _model(form: SettingsForm, errors: dict[Field, str]) -> str | None:
+def _model(form: SettingsForm, errors: dict[Field, Text]) -> str | None:
     if form.model in (MAINLINE, SNAPSHOT):
         return form.model
     if form.model != OTHER_MODEL:
-        errors[Field.MODEL] = "Choose a research model."
+        errors[Field.MODEL] = N_("Choose a research model.")
         return None
     name = form.custom_model.strip()
     if not name:
-        errors[Field.CUSTOM_MODEL] = (
+        errors[Field.CUSTOM_MODEL] = N_(
             "Type the model's name here, or choose one of the two research models above."
         )
         return None
     if not _MODEL_NAME.match(name):
-        errors[Field.CUSTOM_MODEL] = (
+        errors[Field.CUSTOM_MODEL] = N_(
             "A model name uses letters, digits, dots, dashes and underscores, up to 100 characters."
         )
         return None
@@ -222,43 +227,47 @@ def _model(form: SettingsForm, errors: dict[Field, str]) -> str | None:
 
 
 def _url_problem(url: str) -> str | None:
+    """A marked sentence on what is wrong with the address, or None."""
     if not url:
-        return "Give the MCP server's address, starting with https://."
+        return N_("Give the MCP server's address, starting with https://.")
     if len(url) > MAX_URL_CHARS or any(c.isspace() for c in url):
-        return (
+        return N_(
             "That doesn't look like a URL: it should be one line, like https://mcp.example.com/sse."
         )
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a port that is not a number or out of range
     except ValueError:
-        return "That doesn't look like a URL: check it, like https://mcp.example.com/sse."
+        return N_("That doesn't look like a URL: check it, like https://mcp.example.com/sse.")
     if parts.scheme.lower() != "https":
-        return "The MCP server's address must start with https:// (the token travels with it)."
+        return N_("The MCP server's address must start with https:// (the token travels with it).")
     if not parts.hostname:
-        return "That URL has no host name: it should look like https://mcp.example.com/sse."
+        return N_("That URL has no host name: it should look like https://mcp.example.com/sse.")
     if parts.username is not None or parts.password is not None:
-        return "Leave credentials out of the URL: put the token in the token field instead."
+        return N_("Leave credentials out of the URL: put the token in the token field instead.")
     return None
 
 
-def _tools(text: str, errors: dict[Field, str]) -> tuple[str, ...]:
+def _tools(text: str, errors: dict[Field, Text]) -> tuple[str, ...]:
     names = [n for n in _TOOL_SEPARATORS.split(text) if n]
     if not names:
-        errors[Field.MCP_TOOLS] = (
+        errors[Field.MCP_TOOLS] = N_(
             "List the tools research may use, separated by commas, for example `search, fetch`."
         )
         return ()
     bad = [n for n in names if not _TOOL.match(n)]
     if bad:
-        errors[Field.MCP_TOOLS] = (
-            f"`{bad[0][:40]}` isn't a tool name: separate names with commas, for example "
-            "`search, fetch`."
+        errors[Field.MCP_TOOLS] = say(
+            N_(
+                "`{name}` isn't a tool name: separate names with commas, for example "
+                "`search, fetch`."
+            ),
+            name=bad[0][:40],
         )
         return ()
     unique = tuple(dict.fromkeys(names))
     if len(unique) > MAX_TOOLS:
-        errors[Field.MCP_TOOLS] = f"At most {MAX_TOOLS} tools, please."
+        errors[Field.MCP_TOOLS] = say(N_("At most {limit} tools, please."), limit=MAX_TOOLS)
         return ()
     return unique
 
@@ -276,17 +285,18 @@ def _token_change(
     url: str,
     saved: WorkspaceSettings,
     can_seal: bool,
-    errors: dict[Field, str],
+    errors: dict[Field, Text],
 ) -> tuple[TokenChange, str]:
     if token:
         if not can_seal:
-            errors[Field.MCP_TOKEN] = (
+            errors[Field.MCP_TOKEN] = N_(
                 "I can't keep tokens: the bot has no SECRET_KEY setting. Ask whoever runs the "
                 "bot to set one, or leave this empty."
             )
         elif len(token) > MAX_TOKEN_CHARS or not _TOKEN.match(token):
-            errors[Field.MCP_TOKEN] = (
-                f"A token is one line without spaces, up to {MAX_TOKEN_CHARS:,} characters."
+            errors[Field.MCP_TOKEN] = say(
+                N_("A token is one line without spaces, up to {limit} characters."),
+                limit=MAX_TOKEN_CHARS,
             )
         return TokenChange.REPLACE, token
     had_token = saved.mcp is not None and saved.mcp.token is not TokenState.NONE
@@ -294,7 +304,7 @@ def _token_change(
         return TokenChange.REMOVE, ""
     assert saved.mcp is not None
     if _origin(saved.mcp.url) != _origin(url):
-        errors[Field.MCP_TOKEN] = (
+        errors[Field.MCP_TOKEN] = N_(
             "The server's address changed, so I won't send the saved token to it: enter the "
             "token again, or tick “Remove the saved token”."
         )

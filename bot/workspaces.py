@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Final
 
 from bot.conversation import ConversationKey, State
+from bot.i18n import N_
 from bot.logs import remember_secret
 from bot.ports import Conversations, WorkspaceKeys, Workspaces
 from bot.qwen.client import ModelCall
@@ -29,23 +30,23 @@ from bot.secrets_box import SecretBox, SecretError
 logger = logging.getLogger(__name__)
 
 DAY: Final = 86_400.0
-NO_KEY: Final = (
+NO_KEY: Final = N_(
     "This workspace has no Model Studio API key yet, so I can't call the model. A workspace "
     "admin can add one with `/research settings` (or *Change settings* on my Home tab), under "
     "*Model Studio API key*."
 )
-KEY_REFUSED: Final = (
+KEY_REFUSED: Final = N_(
     "Model Studio did not accept that API key. Copy it whole from the API keys page of Model "
     "Studio's Beijing region (https://bailian.console.aliyun.com/?apiKey=1) and save again."
 )
-KEY_UNCHECKED: Final = (
+KEY_UNCHECKED: Final = N_(
     "I could not reach Model Studio to check that API key, so it was not saved. Please try "
     "again in a minute."
 )
-KEY_NOT_STORABLE: Final = (
+KEY_NOT_STORABLE: Final = N_(
     "API keys cannot be saved here yet: the bot's operator has to set SECRET_KEY first."
 )
-KEY_SHAPE: Final = "That does not look like a Model Studio API key (they start with sk-)."
+KEY_SHAPE: Final = N_("That does not look like a Model Studio API key (they start with sk-).")
 
 
 class KeyStatus(StrEnum):

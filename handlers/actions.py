@@ -60,7 +60,7 @@ def register(app: AsyncApp, services: Services) -> None:
             if admin is not True:
                 logger.info("refused a Stop by %s in %s: not the starter or an admin", presser, key)
                 sentence = WHO_CAN_STOP if admin is False else ADMIN_UNKNOWN
-                t = translations(await services.languages.language(presser))
+                t = translations(await services.languages.language(presser, key.team_id))
                 text = t.gettext(sentence).format(starter=conversation.user_id)
                 await tell_privately(client, key, presser, text)
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -12,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.answers import AnswerService
 from bot.services import Services
 from handlers import answer_render as render
+from handlers.i18n import Translations, translations
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +22,15 @@ def register(app: AsyncApp, services: Services) -> None:
     answers = services.answers
 
     async def view_of(body: dict[str, Any], answer_id: str, part: str, page: int = 0) -> dict:
-        stored = await answers.stored(_team(body), answer_id)
+        # The trigger expires 3 s after the click: the answer and the presser's language
+        # are read at once.
+        stored, t = await asyncio.gather(
+            answers.stored(_team(body), answer_id), _language(services, body)
+        )
         if stored is None:
-            return render.unavailable_view()
+            return render.unavailable_view(t)
         text = stored.reasoning if part == render.REASONING else stored.answer
-        return render.text_view(part, text, stored.question, stored.id, page)
+        return render.text_view(part, text, stored.question, stored.id, page, t)
 
     async def open_view(
         client: AsyncWebClient, body: dict[str, Any], answer_id: str, part: str
@@ -66,7 +72,8 @@ def register(app: AsyncApp, services: Services) -> None:
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        await share(answers, body, str(action.get("value") or ""), respond)
+        t = await _language(services, body)
+        await share(answers, body, str(action.get("value") or ""), respond, t)
 
     @app.action(render.RESEARCH_DEEPER_ACTION)
     async def on_research_deeper(
@@ -78,7 +85,11 @@ def register(app: AsyncApp, services: Services) -> None:
 
 
 async def share(
-    answers: AnswerService, body: dict[str, Any], answer_id: str, respond: AsyncRespond
+    answers: AnswerService,
+    body: dict[str, Any],
+    answer_id: str,
+    respond: AsyncRespond,
+    t: Translations,
 ) -> None:
     """Post a private answer in its channel, for its asker only; then the private copy goes."""
     user = str((body.get("user") or {}).get("id") or "")
@@ -87,10 +98,16 @@ async def share(
         logger.info("ignored a Share by %s: not the asker of answer %s", user, answer_id)
         return
     for message in render.shared_messages(
-        stored.user_id, stored.question, stored.answer, stored.model, stored.kind
+        stored.user_id, stored.question, stored.answer, stored.model, stored.kind, t
     ):
         await respond(response_type="in_channel", replace_original=False, **message)
     await respond(delete_original=True)
+
+
+async def _language(services: Services, body: dict[str, Any]) -> Translations:
+    """The catalog of the person who pressed the button."""
+    user = str((body.get("user") or {}).get("id") or "")
+    return translations(await services.languages.language(user, _team(body)))
 
 
 def _team(body: dict[str, Any]) -> str:

@@ -8,9 +8,9 @@ import math
 from typing import Any, Final
 
 from bot.answers import Answer
-from bot.i18n import N_
+from bot.i18n import N_, Text, say
 from bot.records import ASK, FOLLOW_UP
-from handlers.i18n import ENGLISH_TEXT, Translations
+from handlers.i18n import ENGLISH_TEXT, Translations, show
 from handlers.render import (
     MARKDOWN_CHUNK,
     SECTION_LIMIT,
@@ -19,8 +19,10 @@ from handlers.render import (
     clip,
     escape,
     escaped,
+    estimate,
     feedback_block,
     split_text,
+    tokens_line,
 )
 
 SHOW_REASONING_ACTION: Final = "answer_show_reasoning"
@@ -40,7 +42,10 @@ MODAL_TEXT_BLOCKS: Final = 20
 MODAL_CHUNK: Final = 2900  # a section's text holds 3000 characters
 QUOTE_CHARS: Final = 1500  # of the quoted question, as Slack receives it (escaped)
 
-_TITLES: Final = {REASONING: "Reasoning", FULL_ANSWER: "Full answer"}
+# Modal titles: at most 24 characters in every language.
+_TITLES: Final = {REASONING: N_("Reasoning"), FULL_ANSWER: N_("Full answer")}
+ANSWER_TITLE: Final = N_("Answer")
+CLOSE: Final = N_("Close")
 IS_THINKING: Final = N_("{model} is thinking…")
 ASKED: Final = N_("{asker} asked:")
 THOUGHT_FIRST: Final = N_("thought first")
@@ -49,6 +54,20 @@ SHOW_REASONING: Final = N_("Show reasoning")
 SHOW_FULL_ANSWER: Final = N_("Show full answer")
 RESEARCH_DEEPER: Final = N_("Research this deeper")
 SHARE_IN_CHANNEL: Final = N_("Share in channel")
+CONTINUES: Final = N_(
+    "The answer continues for about {count} more characters, more than Slack messages can "
+    "hold here. Press *{button}* to read all of it."
+)
+SHARED_BY: Final = N_("Shared by {user}")
+NOT_SHOWN: Final = N_("about {count} more characters are not shown")
+IN_THE_FILE: Final = N_("The answer is {count} characters long, so it is in the file above.")
+ANSWER_TO: Final = N_("Answer to: {question}")
+QUESTION_LINE: Final = N_("Question: {question}")
+PAGE: Final = N_("Page {page} of {pages}")
+PREVIOUS_PAGE: Final = N_("Previous page")
+NEXT_PAGE: Final = N_("Next page")
+NOT_AVAILABLE: Final = N_("Not available")
+GONE: Final = N_("I can't find this answer any more, so there is nothing to show.")
 
 
 def answer_parts(text: str) -> list[str]:
@@ -77,9 +96,9 @@ def status_message(
 
 
 def notice_message(
-    sentence: str, *, asker: str = "", question: str = "", t: Translations = ENGLISH_TEXT
+    text: Text, *, asker: str = "", question: str = "", t: Translations = ENGLISH_TEXT
 ) -> Message:
-    sentence = t.gettext(sentence)  # the domain's fixed sentences are msgids
+    sentence = show(t, text)
     blocks: list[dict[str, Any]] = [question_block(asker, question, t)] if question else []
     blocks.append(
         {"type": "section", "text": {"type": "mrkdwn", "text": escaped(sentence, SECTION_LIMIT)}}
@@ -110,46 +129,49 @@ def answer_messages(
     tail: list[dict[str, Any]] = []
     if overflow:
         left = len(answer.text) - sum(len(p) for p in shown)
-        tail.append(
-            section(
-                f"The answer continues for about {left:,} more characters, more than Slack "
-                "messages can hold here. Press *Show full answer* to read all of it."
-            )
-        )
+        tail.append(section(show(t, say(CONTINUES, count=left, button=say(SHOW_FULL_ANSWER)))))
     tail += footer_blocks(answer, overflow=overflow, share=share, t=t)
     messages[-1]["blocks"] += tail
     return messages
 
 
-def shared_messages(asker: str, question: str, text: str, model: str, kind: str) -> list[Message]:
+def shared_messages(
+    asker: str,
+    question: str,
+    text: str,
+    model: str,
+    kind: str,
+    t: Translations = ENGLISH_TEXT,
+) -> list[Message]:
     """A private answer its asker shared in the channel: the question quoted, the answer, who
     shared it; an answer too long for a few messages is cut with a note, never silently."""
     parts = answer_parts(text)
     shown = parts[:MAX_SHARED_MESSAGES]
     messages: list[Message] = []
     for i, part in enumerate(shown):
-        blocks: list[dict[str, Any]] = [question_block(asker, question)] if i == 0 else []
+        blocks: list[dict[str, Any]] = [question_block(asker, question, t)] if i == 0 else []
         blocks.append({"type": "markdown", "text": part})
         messages.append({"text": escaped(part, TEXT_LIMIT), "blocks": blocks})
-    facts = f"Shared by <@{asker}> · `{escaped(model, 100)}`"
+    facts = [show(t, say(SHARED_BY, user=f"<@{asker}>")), f"`{escaped(model, 100)}`"]
     if len(parts) > len(shown):
         left = len(text) - sum(len(p) for p in shown)
-        facts += f" · about {left:,} more characters are not shown"
+        facts.append(show(t, say(NOT_SHOWN, count=left)))
     messages[-1]["blocks"] += [
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": facts}]},
-        feedback_block(model, kind),
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
+        feedback_block(model, kind, t),
     ]
     return messages
 
 
-def file_message(answer: Answer) -> Message:
+def file_message(answer: Answer, t: Translations = ENGLISH_TEXT) -> Message:
     """The message beside an answer uploaded as a file (too long for a few messages)."""
     blocks = [
-        question_block(answer.asker, answer.question),
-        section(f"The answer is {len(answer.text):,} characters long, so it is in the file above."),
-        *footer_blocks(answer, overflow=False),
+        question_block(answer.asker, answer.question, t),
+        section(show(t, say(IN_THE_FILE, count=len(answer.text)))),
+        *footer_blocks(answer, overflow=False, t=t),
     ]
-    return {"text": f"Answer to: {escaped(answer.question, 200)}", "blocks": blocks}
+    text = show(t, say(ANSWER_TO, question=escaped(answer.question, 200)))
+    return {"text": text, "blocks": blocks}
 
 
 def footer_blocks(
@@ -158,15 +180,13 @@ def footer_blocks(
     stats = answer.stats
     facts = [f"`{answer.model}`", t.gettext(THOUGHT_FIRST if answer.thinking else NO_THINKING)]
     if stats.input_tokens or stats.output_tokens:
-        tokens = f"{stats.input_tokens + stats.output_tokens:,} tokens"
-        detail = f"{stats.input_tokens:,} in / {stats.output_tokens:,} out"
-        if stats.reasoning_tokens:
-            detail += f", {stats.reasoning_tokens:,} reasoning"
-        facts.append(f"{tokens} ({detail})")
+        facts.append(
+            tokens_line(stats.input_tokens, stats.output_tokens, stats.reasoning_tokens, t=t)
+        )
     if stats.cost_usd is not None:
-        facts.append(f"est. ${stats.cost_usd:,.4f}")
+        facts.append(estimate(stats.cost_usd, t))
     elements = [{"type": "mrkdwn", "text": " · ".join(facts)}]
-    elements += [{"type": "mrkdwn", "text": note} for note in answer.notes[:9]]
+    elements += [{"type": "mrkdwn", "text": show(t, note)} for note in answer.notes[:9]]
     blocks: list[dict[str, Any]] = [{"type": "context", "elements": elements}]
     buttons = []
     if answer.has_reasoning:
@@ -184,45 +204,49 @@ def footer_blocks(
     return blocks
 
 
-def text_view(part: str, text: str, question: str, answer_id: str, page: int = 0) -> dict:
+def text_view(
+    part: str,
+    text: str,
+    question: str,
+    answer_id: str,
+    page: int = 0,
+    t: Translations = ENGLISH_TEXT,
+) -> dict:
     """A modal with one page of `text` (the reasoning or the full answer)."""
     chunks = split_text(text, MODAL_CHUNK)
     pages = max(1, math.ceil(len(chunks) / MODAL_TEXT_BLOCKS))
     page = min(max(page, 0), pages - 1)
-    heading = f"Question: {escaped(question, 500)}"
+    heading = show(t, say(QUESTION_LINE, question=escaped(question, 500)))
     blocks: list[dict[str, Any]] = [
         {"type": "context", "elements": [{"type": "mrkdwn", "text": heading}]}
     ]
     for chunk in chunks[page * MODAL_TEXT_BLOCKS : (page + 1) * MODAL_TEXT_BLOCKS]:
         blocks.append({"type": "section", "text": {"type": "plain_text", "text": chunk}})
     if pages > 1:
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"Page {page + 1} of {pages}"}],
-            }
-        )
+        where = show(t, say(PAGE, page=page + 1, pages=pages))
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": where}]})
         nav = []
         if page > 0:
             value = page_value(answer_id, part, page - 1)
-            nav.append(button(PREVIOUS_PAGE_ACTION, "Previous page", value))
+            nav.append(button(PREVIOUS_PAGE_ACTION, t.gettext(PREVIOUS_PAGE), value))
         if page < pages - 1:
-            nav.append(button(NEXT_PAGE_ACTION, "Next page", page_value(answer_id, part, page + 1)))
+            value = page_value(answer_id, part, page + 1)
+            nav.append(button(NEXT_PAGE_ACTION, t.gettext(NEXT_PAGE), value))
         blocks.append({"type": "actions", "elements": nav})
     return {
         "type": "modal",
-        "title": {"type": "plain_text", "text": _TITLES.get(part, "Answer")},
-        "close": {"type": "plain_text", "text": "Close"},
+        "title": {"type": "plain_text", "text": t.gettext(_TITLES.get(part, ANSWER_TITLE))},
+        "close": {"type": "plain_text", "text": t.gettext(CLOSE)},
         "blocks": blocks,
     }
 
 
-def unavailable_view() -> dict:
+def unavailable_view(t: Translations = ENGLISH_TEXT) -> dict:
     return {
         "type": "modal",
-        "title": {"type": "plain_text", "text": "Not available"},
-        "close": {"type": "plain_text", "text": "Close"},
-        "blocks": [section("I can't find this answer any more, so there is nothing to show.")],
+        "title": {"type": "plain_text", "text": t.gettext(NOT_AVAILABLE)},
+        "close": {"type": "plain_text", "text": t.gettext(CLOSE)},
+        "blocks": [section(t.gettext(GONE))],
     }
 
 

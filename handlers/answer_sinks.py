@@ -19,10 +19,10 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.answers import Answer, AnswerSinkFactory
 from bot.conversation import ConversationKey
-from bot.i18n import N_
+from bot.i18n import N_, Text, say
 from bot.ports import Languages
 from handlers import answer_render as render
-from handlers.i18n import Translations, translations
+from handlers.i18n import Translations, show, translations
 from handlers.render import fallback_message
 from handlers.slack_sink import post_message
 
@@ -37,7 +37,8 @@ MAX_THREAD_MESSAGES: Final = 3
 STREAM_FLUSH_CHARS: Final = 200
 STREAM_FLUSH_SECONDS: Final = 1.0
 STREAM_MESSAGE_BYTES: Final = 9_000
-ANSWER_DETAILS: Final = "Answer details"
+ANSWER_DETAILS: Final = N_("Answer details")
+ANSWER_FILE_TITLE: Final = N_("Answer: {question}")
 THINKING_STATUS: Final = N_("is thinking…")
 THINKING_LOADING: Final = (N_("Thinking…"), N_("Writing the answer…"))
 # Slack's answers when a stream can take no more: go on in a new message.
@@ -48,9 +49,16 @@ class ResponseUrlSink:
     """Answers through the command's response URL, so channels the bot has not joined work."""
 
     def __init__(
-        self, response_url: str, *, asker: str, private: bool, languages: Languages | None = None
+        self,
+        response_url: str,
+        *,
+        asker: str,
+        private: bool,
+        languages: Languages | None = None,
+        team: str = "",
     ) -> None:
         self._languages = languages
+        self._team = team
         self._t: Translations | None = None
         self._hook = AsyncWebhookClient(
             response_url,
@@ -67,7 +75,9 @@ class ResponseUrlSink:
 
     async def _translations(self) -> Translations:
         if self._t is None:
-            language = await self._languages.language(self._asker) if self._languages else "en"
+            language = "en"
+            if self._languages is not None:
+                language = await self._languages.language(self._asker, self._team)
             self._t = translations(language)
         return self._t
 
@@ -93,7 +103,7 @@ class ResponseUrlSink:
             replace = i == 0 and self._status_shown
             await self._send(message, response_type=self._response_type, replace=replace)
 
-    async def notice(self, sentence: str) -> None:
+    async def notice(self, sentence: Text) -> None:
         t = await self._translations()
         if self._status_shown:
             message = render.notice_message(
@@ -204,7 +214,8 @@ class SlackThreadAnswerSink:
                 # All of it streamed: its buttons end the stream, or follow in a message.
                 if self._ts is not None and await self._stop(blocks=footer):
                     return
-                await self._post({"text": ANSWER_DETAILS, "blocks": footer})
+                t = await self._translations()
+                await self._post({"text": t.gettext(ANSWER_DETAILS), "blocks": footer})
                 return
             await self._stop()
             # What was not streamed follows whole (all of it, should the streamed text not
@@ -212,11 +223,12 @@ class SlackThreadAnswerSink:
             answer = replace(answer, text=rest) if rest is not None else answer
         await self._deliver_whole(answer)
 
-    async def notice(self, sentence: str) -> None:
+    async def notice(self, sentence: Text) -> None:
         await self._stop()  # a streamed start stays; the notice says why it ends there
         await self._post(render.notice_message(sentence, t=await self._translations()))
 
     async def _deliver_whole(self, answer: Answer) -> None:
+        t = await self._translations()
         if len(render.answer_parts(answer.text)) > MAX_THREAD_MESSAGES:
             try:
                 await self._client.files_upload_v2(
@@ -224,16 +236,17 @@ class SlackThreadAnswerSink:
                     thread_ts=self._key.thread_ts,
                     content=answer.text,
                     filename="answer.md",
-                    title=f"Answer: {render.clip(answer.question, 200)}",
+                    title=show(
+                        t, say(ANSWER_FILE_TITLE, question=render.clip(answer.question, 200))
+                    ),
                 )
             except SlackApiError as exc:
                 logger.warning(
                     "answer upload failed (%s); posting it in parts", exc.response.get("error")
                 )
             else:
-                await self._post(render.file_message(answer))
+                await self._post(render.file_message(answer, t))
                 return
-        t = await self._translations()
         for message in render.answer_messages(
             answer, quote=False, max_messages=MAX_THREAD_MESSAGES, t=t
         ):

@@ -29,7 +29,7 @@ from handlers.answer_sinks import SlackThreadAnswerSink
 from handlers.help import HELP, help_blocks
 from handlers.i18n import Translations, translations
 from handlers.render import clip, one_line
-from handlers.slack_sink import ACTIVE, SlackThreadSink, post_message, set_session
+from handlers.slack_sink import ACTIVE, post_message, set_session
 from handlers.usage_render import usage_message
 
 logger = logging.getLogger(__name__)
@@ -63,12 +63,19 @@ Entry = Callable[..., Awaitable[None]]
 
 def register(app: AsyncApp, services: Services) -> None:
     @app.event("assistant_thread_started")
-    async def on_thread_started(event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_thread_started(
+        event: dict[str, Any],
+        body: dict[str, Any],
+        context: AsyncBoltContext,
+        client: AsyncWebClient,
+    ) -> None:
         thread = event.get("assistant_thread") or {}
         channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
         if not channel or not thread_ts:
             return
-        t = translations(await services.languages.language(str(thread.get("user_id") or "")))
+        team = str(context.team_id or body.get("team_id") or "")
+        user = str(thread.get("user_id") or "")
+        t = translations(await services.languages.language(user, team))
         try:
             await client.assistant_threads_setSuggestedPrompts(
                 channel_id=channel,
@@ -129,9 +136,9 @@ def entry(services: Services, client: AsyncWebClient, *, titled: bool) -> Entry:
     ) -> None:
         word = text.strip().lower()
         if word == USAGE_WORD and not images:
-            await _post_usage(services, client, key)
+            await _post_usage(services, client, key, user_id)
         elif word == HELP_WORD and not images:
-            t = translations(await services.languages.language(user_id))
+            t = translations(await services.languages.language(user_id, key.team_id))
             await _post(client, key, {"text": t.gettext(HELP), "blocks": help_blocks(t)})
         elif word.startswith(QUICK_PREFIX) and not images:
             await _quick_answer(services, client, key, user_id, text.strip()[len(QUICK_PREFIX) :])
@@ -160,14 +167,17 @@ async def _quick_answer(
     await services.answers.ask(request, sink)
 
 
-async def _post_usage(services: Services, client: AsyncWebClient, key: ConversationKey) -> None:
+async def _post_usage(
+    services: Services, client: AsyncWebClient, key: ConversationKey, user: str
+) -> None:
+    t = translations(await services.languages.language(user, key.team_id))
     try:
         usage = await services.usage.workspace(key.team_id)
     except Exception:
         logger.exception("usage figures for %s failed", key.team_id)
-        await SlackThreadSink(client, key, services.languages).post_notice(USAGE_FAILED)
+        await _post(client, key, {"text": t.gettext(USAGE_FAILED)})
         return
-    await _post(client, key, usage_message(usage))
+    await _post(client, key, usage_message(usage, t))
 
 
 async def _post(client: AsyncWebClient, key: ConversationKey, message: dict[str, Any]) -> None:

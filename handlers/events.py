@@ -17,9 +17,10 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import N_, Text
 from bot.images import Image, accept_images
 from bot.logs import log_context
-from bot.ports import OrphanEvent
+from bot.ports import Languages, OrphanEvent
 from bot.research import Deferred, ResearchService
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
@@ -34,7 +35,7 @@ HUMAN_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast"})
 # Events that cause work: recorded in the inbox before they are acknowledged (an uninstall
 # too: its tokens and keys must go even if the process dies right after the ack).
 WORK_EVENTS: Final = frozenset({"app_mention", "message", "app_uninstalled", "tokens_revoked"})
-SOMETHING_WRONG: Final = (
+SOMETHING_WRONG: Final = N_(
     "Something went wrong on my side while handling that message. Please try again in a "
     "moment; if it keeps happening, tell the bot's admin."
 )
@@ -80,16 +81,15 @@ def register(app: AsyncApp, services: Services) -> None:
             # the view delivers messages).
             start = assistant.entry(services, client, titled=in_thread)
             await _deliver(start, key, body, context, client)
-        elif in_thread:
-            return  # a thread the bot is not part of
-        elif event.get("channel_type") == "mpim" and mentions(
-            str(event.get("text") or ""), context.bot_user_id
-        ):
-            # In a group DM people talk to each other: a top-level message starts research
-            # only when it mentions the bot (Slack may also send it as app_mention; the
-            # message claim lets one of the two through). Replies in its thread need no
-            # mention, as everywhere.
-            await _deliver(research.mention, key, body, context, client)
+        elif event.get("channel_type") == "mpim" and not in_thread:
+            # A group DM the bot is in works like its DM: a top-level message starts a
+            # research conversation (or usage, help, `ask:`), no mention needed. One that
+            # mentions the bot also arrives as app_mention; the message claim lets one of
+            # the two through. Replies in its thread need no mention, as everywhere; other
+            # threads there are people talking to each other.
+            await _deliver(
+                assistant.entry(services, client, titled=False), key, body, context, client
+            )
 
     async def _handled(body: Mapping[str, Any], work: Awaitable[None]) -> None:
         """Run the listener's work, then mark its event done. If the work is cut (the process
@@ -119,7 +119,7 @@ def register(app: AsyncApp, services: Services) -> None:
         services.languages.note_starter(key, str(event.get("user") or ""))
         raw = event.get("text")
         text = request_text(raw if isinstance(raw, str) else "", context.bot_user_id)
-        async with _guarded(client, key):
+        async with _guarded(client, key, services.languages):
             images, refusals = await _images(event, context.bot_token)
             await entry(
                 key,
@@ -130,7 +130,9 @@ def register(app: AsyncApp, services: Services) -> None:
                 refusals=refusals,
             )
 
-    async def _images(event: Mapping[str, Any], token: str | None) -> tuple[list[Image], list[str]]:
+    async def _images(
+        event: Mapping[str, Any], token: str | None
+    ) -> tuple[list[Image], list[Text]]:
         files = event.get("files") or []
         if not isinstance(files, list) or not files:
             return [], []
@@ -141,7 +143,9 @@ def register(app: AsyncApp, services: Services) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterator[None]:
+async def _guarded(
+    client: AsyncWebClient, key: ConversationKey, languages: Languages
+) -> AsyncIterator[None]:
     """A failure the domain did not handle still gets a sentence in the thread. Log lines
     written meanwhile name the conversation."""
     with log_context(team=key.team_id, conversation=key.label):
@@ -152,7 +156,7 @@ async def _guarded(client: AsyncWebClient, key: ConversationKey) -> AsyncIterato
         except Exception:
             logger.exception("handling a message in %s failed", key)
             with contextlib.suppress(Exception):
-                await SlackThreadSink(client, key).post_notice(SOMETHING_WRONG)
+                await SlackThreadSink(client, key, languages).post_notice(SOMETHING_WRONG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,13 +254,6 @@ def strip_mentions(text: str, bot_user_id: str | None) -> str:
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
-def mentions(text: str, bot_user_id: str | None) -> bool:
-    """Whether `text` mentions the bot (`<@UBOT>` or `<@UBOT|name>`)."""
-    if not bot_user_id:
-        return False
-    return re.search(rf"<@{re.escape(bot_user_id)}[|>]", text) is not None
-
-
 _ENTITIES: Final = re.compile(r"&(amp|lt|gt);")
 _UNESCAPED: Final = {"amp": "&", "lt": "<", "gt": ">"}
 
@@ -277,12 +274,14 @@ _ADDRESSING: Final = re.compile(
 _BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
 
 
-def has_substance(text: str) -> bool:
+def has_substance(text: str, *, options: bool = True) -> bool:
     """Whether Slack message text asks something: a letter or a digit left once mentions,
-    options, whitespace, zero-width and other invisible characters, punctuation and emoji
-    are set aside. "<@U123>" alone, or only zero-width spaces, is nothing to research."""
-    with contextlib.suppress(OptionError):  # the domain answers with the option's sentence
-        _, text = parse_research_options(text)
+    options (unless `options` is False: text whose options were chosen elsewhere),
+    whitespace, zero-width and other invisible characters, punctuation and emoji are set
+    aside. "<@U123>" alone, or only zero-width spaces, is nothing to research."""
+    if options:
+        with contextlib.suppress(OptionError):  # the domain answers with the option's sentence
+            _, text = parse_research_options(text)
     text = unescape(_ADDRESSING.sub(" ", text))  # `&amp;` alone is not the word "amp"
     return any(unicodedata.category(c)[0] in "LN" and c not in _BLANK_LETTERS for c in text)
 

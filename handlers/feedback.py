@@ -8,15 +8,24 @@ from typing import Any, Final
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.feedback import REPORT, Feedback, FeedbackShare
+from bot.i18n import N_, say, say_n
 from bot.records import ASK, FOLLOW_UP
 from bot.services import Services
 from handlers.actions import pressed_on, team_of
+from handlers.i18n import ENGLISH_TEXT, Translations, show
 from handlers.render import FEEDBACK_ACTION, SECTION_LIMIT, clip, escaped, parse_feedback
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED: Final = 20
-_KINDS: Final = {REPORT: "reports", ASK: "quick answers", FOLLOW_UP: "follow-up answers"}
+_KINDS: Final = {
+    REPORT: N_("reports"),
+    ASK: N_("quick answers"),
+    FOLLOW_UP: N_("follow-up answers"),
+}
+HEADING: Final = N_("*Feedback this month* (only admins see this)")
+NO_RATINGS: Final = N_("No ratings yet.")
+MORE: Final = N_("…and {count} more.")
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -37,20 +46,24 @@ def register(app: AsyncApp, services: Services) -> None:
         logger.info("feedback on a %s by %s: %s", kind, user, "good" if positive else "bad")
 
 
-def feedback_blocks(shares: list[FeedbackShare]) -> list[dict[str, Any]]:
+def feedback_blocks(
+    shares: list[FeedbackShare], t: Translations = ENGLISH_TEXT
+) -> list[dict[str, Any]]:
     """The Home tab's share of 👍 per model and kind this month (shown to admins)."""
-    lines = ["*Feedback this month* (only admins see this)"]
+    lines = [t.gettext(HEADING)]
     if not shares:
-        lines.append("No ratings yet.")
+        lines.append(t.gettext(NO_RATINGS))
     for share in shares[:MAX_LISTED]:
-        kind = _KINDS.get(share.kind, escaped(share.kind, 20))
-        ratings = "rating" if share.total == 1 else "ratings"
-        lines.append(
-            f"• `{escaped(share.model, 100)}` · {kind}: :+1: {share.percent_positive}% of "
-            f"{share.total:,} {ratings}"
+        kind = t.gettext(_KINDS[share.kind]) if share.kind in _KINDS else escaped(share.kind, 20)
+        rated = say_n(
+            ":+1: {percent}% of {count} rating",
+            ":+1: {percent}% of {count} ratings",
+            share.total,
+            percent=share.percent_positive,
         )
+        lines.append(f"• `{escaped(share.model, 100)}` · {kind}: {show(t, rated)}")
     if len(shares) > MAX_LISTED:
-        lines.append(f"…and {len(shares) - MAX_LISTED} more.")
+        lines.append(show(t, say(MORE, count=len(shares) - MAX_LISTED)))
     return [
         {
             "type": "section",

@@ -9,13 +9,17 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.images import MAX_IMAGE_BYTES, MAX_IMAGES, RULE, Attachment, too_large
+from bot.i18n import N_, Sentence, Text, say
+from bot.images import MAX_IMAGE_BYTES, MAX_IMAGES, TOO_LARGE, TOO_MANY, Attachment, left_out
 
 logger = logging.getLogger(__name__)
 
 # A message can carry many files; reading a few past the limit is enough to name the rest.
 MAX_FILES_READ: Final = MAX_IMAGES + 3
 _SLACK_FILE_HOSTS: Final = (".slack.com", ".slack-edge.com", ".slack-gov.com")
+A_FILE: Final = N_("a file")  # a file without a name
+NOT_IN_SLACK: Final = N_("I could not read *{name}*: it is not stored in Slack.")
+NOT_DOWNLOADED: Final = N_("I could not download *{name}* from Slack. Please attach it again.")
 
 
 class SlackFiles:
@@ -35,30 +39,29 @@ class SlackFiles:
 
     async def attachments(
         self, files: Sequence[Mapping[str, Any]], *, token: str | None = None
-    ) -> tuple[list[Attachment], list[str]]:
+    ) -> tuple[list[Attachment], list[Text]]:
         """Downloaded attachments and a sentence for each file that could not be read."""
         attachments: list[Attachment] = []
-        refusals: list[str] = []
+        refusals: list[Text] = []
         for position, file in enumerate(files):
-            name = str(file.get("name") or file.get("title") or "a file")
+            given = str(file.get("name") or file.get("title") or "")
+            name: str | Sentence = given or say(A_FILE)
             if position >= MAX_FILES_READ:
-                refusals.append(f"I left out *{name}*: {RULE}.")
+                refusals.append(left_out(TOO_MANY, name))
                 continue
             size = file.get("size")
             if isinstance(size, int) and size > MAX_IMAGE_BYTES:
-                refusals.append(too_large(name))
+                refusals.append(left_out(TOO_LARGE, name))
                 continue
             url = str(file.get("url_private_download") or file.get("url_private") or "")
             if not self.is_slack_url(url):
-                refusals.append(f"I could not read *{name}*: it is not stored in Slack.")
+                refusals.append(say(NOT_IN_SLACK, name=name))
                 continue
             data = await self._download(url, token or self._token)
             if data is None:
-                refusals.append(
-                    f"I could not download *{name}* from Slack. Please attach it again."
-                )
+                refusals.append(say(NOT_DOWNLOADED, name=name))
             else:
-                attachments.append(Attachment(name, data))
+                attachments.append(Attachment(given or "file", data))
         return attachments, refusals
 
     async def _download(self, url: str, token: str) -> bytes | None:

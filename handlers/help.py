@@ -10,7 +10,8 @@ from handlers.i18n import ENGLISH_TEXT, Translations
 HELP: Final = N_("""*Qwen Deep Research: how to use it*
 *Research*
 • `/research <topic>` in a channel, or mention me with a topic: `@Qwen Deep Research the use of \
-AI in education`. In a direct message with me, or in my AI-app view, just write the topic.
+AI in education`. In a direct message or a group DM with me, or in my AI-app view, just \
+write the topic.
 • I ask one clarifying question in the thread; answer it there (no mention needed) and the \
 research starts, with live progress and a *Stop* button.
 • The report arrives in the thread as a canvas and a Markdown file with its sources (your \

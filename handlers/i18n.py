@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import Text, Value, shown, value_shown
 from bot.ports import Conversations
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,22 @@ def translations(language: str) -> Translations:
     write_mo(compiled, catalog)
     compiled.seek(0)
     return gettext.GNUTranslations(compiled)
+
+
+def language_in(t: Translations) -> str:
+    """The language of a catalog from translations() ("en" for the sentences as written)."""
+    return language_of(t.info().get("language"))
+
+
+def show(t: Translations, text: Text) -> str:
+    """A domain sentence (a marked one, or a Sentence with its figures) as `t`'s language
+    writes it."""
+    return shown(text, t, language_in(t))
+
+
+def figure(t: Translations, value: Value) -> str:
+    """A number, an amount, a date or a length of time as `t`'s language writes it."""
+    return value_shown(value, t, language_in(t))
 
 
 def language_of(locale: str | None) -> str:
@@ -91,7 +108,7 @@ class UserLanguages:
         user = conversation.user_id if conversation is not None else self._starters.get(key)
         return await self.language(user or default_user, key.team_id)
 
-    async def language(self, user_id: str, team_id: str = "") -> str:
+    async def language(self, user_id: str, team_id: str) -> str:
         """`team_id`: the person's workspace (its token looks them up; with one workspace,
         any)."""
         if not user_id:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from bot.i18n import N_
 from bot.workspaces import KeyStatus
+from handlers.i18n import ENGLISH_TEXT, Translations
 
 KEY_BLOCK: Final = "model_key"
 REMOVE_BLOCK: Final = "model_key_remove"
@@ -15,24 +17,38 @@ _REMOVE: Final = "remove"
 MAX_KEY_CHARS: Final = 200
 
 
-def key_blocks(status: KeyStatus, *, storable: bool) -> list[dict[str, Any]]:
-    intro = {
-        KeyStatus.OWN: "This workspace uses its own key. Enter a new one to replace it.",
-        KeyStatus.SHARED: (
-            "This workspace uses the bot's shared key. Enter your own to bill Model Studio "
-            "usage to your account."
-        ),
-        KeyStatus.NONE: "This workspace has no key yet: research and answers wait for one.",
-    }[status]
+_INTROS: Final = {
+    KeyStatus.OWN: N_("This workspace uses its own key. Enter a new one to replace it."),
+    KeyStatus.SHARED: N_(
+        "This workspace uses the bot's shared key. Enter your own to bill Model Studio "
+        "usage to your account."
+    ),
+    KeyStatus.NONE: N_("This workspace has no key yet: research and answers wait for one."),
+}
+HEADING: Final = N_("Model Studio API key")
+NOT_STORABLE: Final = N_("Keys cannot be saved until the bot's operator sets SECRET_KEY.")
+KEY_LABEL: Final = N_("API key")
+KEY_HINT: Final = N_(
+    "From Model Studio's Beijing region. Checked with Model Studio, stored encrypted and never "
+    "shown again; leave empty to keep the current one."
+)
+REMOVE_KEY: Final = N_("Remove this workspace's key")
+SAVED_KEY: Final = N_("Saved key")
+
+
+def key_blocks(
+    status: KeyStatus, *, storable: bool, t: Translations = ENGLISH_TEXT
+) -> list[dict[str, Any]]:
+    intro = t.gettext(_INTROS[status])
     blocks: list[dict[str, Any]] = [
         {"type": "divider"},
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*Model Studio API key*\n{intro}"},
+            "text": {"type": "mrkdwn", "text": f"*{t.gettext(HEADING)}*\n{intro}"},
         },
     ]
     if not storable:
-        note = "Keys cannot be saved until the bot's operator sets SECRET_KEY."
+        note = t.gettext(NOT_STORABLE)
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
         return blocks
     blocks.append(
@@ -40,30 +56,24 @@ def key_blocks(status: KeyStatus, *, storable: bool) -> list[dict[str, Any]]:
             "type": "input",
             "block_id": KEY_BLOCK,
             "optional": True,
-            "label": {"type": "plain_text", "text": "API key"},
+            "label": {"type": "plain_text", "text": t.gettext(KEY_LABEL)},
             "element": {
                 "type": "plain_text_input",
                 "action_id": ACTION,
                 "max_length": MAX_KEY_CHARS,
                 "placeholder": {"type": "plain_text", "text": "sk-…"},
             },  # never an initial value
-            "hint": {
-                "type": "plain_text",
-                "text": (
-                    "From Model Studio's Beijing region. Checked with Model Studio, stored "
-                    "encrypted and never shown again; leave empty to keep the current one."
-                ),
-            },
+            "hint": {"type": "plain_text", "text": t.gettext(KEY_HINT)},
         }
     )
     if status is KeyStatus.OWN:
-        remove = {"text": {"type": "plain_text", "text": "Remove this workspace's key"}}
+        remove = {"text": {"type": "plain_text", "text": t.gettext(REMOVE_KEY)}}
         blocks.append(
             {
                 "type": "input",
                 "block_id": REMOVE_BLOCK,
                 "optional": True,
-                "label": {"type": "plain_text", "text": "Saved key"},
+                "label": {"type": "plain_text", "text": t.gettext(SAVED_KEY)},
                 "element": {
                     "type": "checkboxes",
                     "action_id": ACTION,
@@ -89,15 +99,15 @@ def key_from_state(values: Mapping[str, Any]) -> tuple[str, bool]:
 
 
 _HOME_LINES: Final = {
-    KeyStatus.OWN: "*Model Studio key*: this workspace's own.",
-    KeyStatus.SHARED: "*Model Studio key*: the bot's shared key.",
-    KeyStatus.NONE: (
+    KeyStatus.OWN: N_("*Model Studio key*: this workspace's own."),
+    KeyStatus.SHARED: N_("*Model Studio key*: the bot's shared key."),
+    KeyStatus.NONE: N_(
         "*Model Studio key*: none yet, so research and answers wait for one. A workspace "
         "admin can add it in the research settings."
     ),
 }
 
 
-def key_home_block(status: KeyStatus) -> dict[str, Any]:
+def key_home_block(status: KeyStatus, t: Translations = ENGLISH_TEXT) -> dict[str, Any]:
     """The Home tab's line on the workspace's key: whose it is, never any of it."""
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _HOME_LINES[status]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": t.gettext(_HOME_LINES[status])}}

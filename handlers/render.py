@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from bot.conversation import ConversationKey
 from bot.feedback import REPORT
-from bot.i18n import N_
+from bot.i18n import N_, Money, Span, say
 from bot.progress import ProgressView, Stage
 from bot.report import Report, numbered
 from handlers.i18n import ENGLISH_TEXT as ENGLISH
-from handlers.i18n import Translations
+from handlers.i18n import Translations, show
 
 STOP_ACTION: Final = "research_stop"
 FEEDBACK_ACTION: Final = "feedback"
@@ -101,17 +102,6 @@ def key_from_value(team_id: str, value: str) -> ConversationKey | None:
         return None
 
 
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def progress_message(
     view: ProgressView, key: ConversationKey, *, t: Translations = ENGLISH
 ) -> Message:
@@ -127,7 +117,7 @@ def progress_message(
     if view.rounds_finished:
         done = t.ngettext("{count} round done", "{count} rounds done", view.rounds_finished)
         facts.append(done.format(count=view.rounds_finished))
-    facts.append(t.gettext(N_("elapsed {time}")).format(time=duration(view.elapsed_seconds)))
+    facts.append(show(t, say(N_("elapsed {time}"), time=Span(view.elapsed_seconds))))
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
     ]
@@ -208,14 +198,13 @@ def report_summary(
     report: Report, *, canvas_url: str | None = None, t: Translations = ENGLISH
 ) -> Message:
     stats = report.stats
-    tokens = stats.input_tokens + stats.output_tokens
-    footer = (
-        t.gettext(N_("Took {time}")).format(time=duration(stats.duration_seconds))
-        + f" · {tokens:,} tokens "
-        f"({stats.input_tokens:,} in / {stats.output_tokens:,} out)"
-    )
+    facts = [
+        show(t, say(N_("Took {time}"), time=Span(stats.duration_seconds))),
+        tokens_line(stats.input_tokens, stats.output_tokens, t=t),
+    ]
     if stats.cost_usd is not None:
-        footer += f" · est. ${stats.cost_usd:,.4f}"
+        facts.append(estimate(stats.cost_usd, t))
+    footer = " · ".join(facts)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(report.title, 150)}},
     ]
@@ -259,6 +248,25 @@ def report_summary(
     blocks.append(feedback_block(report.model, REPORT, t))
     text = f"{report.title}: {report.summary}" if report.summary else report.title
     return {"text": escaped(text, TEXT_LIMIT), "blocks": blocks, **NO_UNFURL}
+
+
+def tokens_line(
+    input_tokens: int, output_tokens: int, reasoning: int = 0, *, t: Translations = ENGLISH
+) -> str:
+    """ "48,210 tokens (5,120 in / 43,090 out)", with the reasoning tokens when there are any
+    (they are part of the output)."""
+    total = input_tokens + output_tokens
+    if reasoning:
+        sentence = N_("{tokens} tokens ({input} in / {output} out, {reasoning} reasoning)")
+    else:
+        sentence = N_("{tokens} tokens ({input} in / {output} out)")
+    fields = {"tokens": total, "input": input_tokens, "output": output_tokens}
+    return show(t, say(sentence, **fields, reasoning=reasoning))
+
+
+def estimate(cost: Decimal, t: Translations = ENGLISH) -> str:
+    """An estimated cost: "est. $1.0465"."""
+    return show(t, say(N_("est. {cost}"), cost=Money(cost)))
 
 
 def feedback_block(model: str, kind: str, t: Translations = ENGLISH) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from bot.i18n import N_, Text, say, say_n
 from bot.report import Delivery
 from bot.research_options import DETAILED, SUMMARY
 from bot.workspace_settings import (
@@ -22,28 +23,54 @@ from bot.workspace_settings import (
     TokenState,
     WorkspaceSettings,
 )
+from handlers.i18n import ENGLISH_TEXT, Translations, show
 from handlers.render import SECTION_LIMIT, clip, escaped
 
 SETTINGS_CALLBACK: Final = "workspace_settings"
 OPEN_SETTINGS_ACTION: Final = "workspace_settings_open"
 INPUT_ACTION: Final = "input"  # every input element's action_id; blocks tell them apart
-TITLE: Final = "Research settings"
-KEEP_TOKEN_HINT: Final = "A token is saved: leave empty to keep the saved token."
-NEW_TOKEN_HINT: Final = (
+TITLE: Final = N_("Research settings")  # a modal title: at most 24 characters
+KEEP_TOKEN_HINT: Final = N_("A token is saved: leave empty to keep the saved token.")
+NEW_TOKEN_HINT: Final = N_(
     "Sent to the server as `Authorization: Bearer …`. Stored encrypted and never shown again."
 )
+UNREADABLE_TOKEN_HINT: Final = N_(
+    "A token is saved but can't be decrypted with the bot's current SECRET_KEY: enter it again."
+)
+SAVE: Final = N_("Save")
+CANCEL: Final = N_("Cancel")
+CLOSE: Final = N_("Close")
+DONE: Final = N_("Done")
+INTRO: Final = N_(
+    "These apply to new research conversations in this workspace. Options written in a "
+    "request (`--summary`, `--detailed`, `--no-clarify`, `--model`) still win."
+)
+MCP_INTRO: Final = N_(
+    "*MCP research tools* (only with `{snapshot}`)\nResearch can also call the tools of one "
+    "MCP server. Clear these fields to remove the server."
+)
+DELIVERY_HINT: Final = N_(
+    "Where Slack can't make a canvas (a free plan's limit, say), the file comes instead."
+)
+SAVED: Final = N_("Saved. New research conversations in this workspace use these settings.")
 
 _MODEL_LABELS: Final = {
-    MAINLINE: f"{MAINLINE} (mainline)",
-    SNAPSHOT: f"{SNAPSHOT} (snapshot, MCP tools)",
-    OTHER_MODEL: "Another model…",
+    MAINLINE: say(N_("{model} (mainline)"), model=MAINLINE),
+    SNAPSHOT: say(N_("{model} (snapshot, MCP tools)"), model=SNAPSHOT),
+    OTHER_MODEL: say(N_("Another model…")),
 }
-_LENGTH_LABELS: Final = {DETAILED: "Detailed report", SUMMARY: "Summary"}
+_LENGTH_LABELS: Final = {DETAILED: N_("Detailed report"), SUMMARY: N_("Summary")}
 _CLARIFY_VALUE: Final = "ask"
 _DELIVERY_LABELS: Final = {
-    Delivery.CANVAS_AND_FILE: "A canvas and the Markdown file",
-    Delivery.CANVAS: "A canvas only",
-    Delivery.FILE: "The Markdown file only",
+    Delivery.CANVAS_AND_FILE: N_("A canvas and the Markdown file"),
+    Delivery.CANVAS: N_("A canvas only"),
+    Delivery.FILE: N_("The Markdown file only"),
+}
+# How the summary (Home tab, saved modal) names each choice.
+_DELIVERY_WORDS: Final = {
+    Delivery.CANVAS_AND_FILE: N_("a canvas and the Markdown file"),
+    Delivery.CANVAS: N_("a canvas only"),
+    Delivery.FILE: N_("the Markdown file only"),
 }
 _REMOVE_VALUE: Final = "remove"
 # A plain_text_input holds at most this many characters, its initial value included.
@@ -108,81 +135,82 @@ def _text_input(
 
 
 def settings_modal(
-    current: WorkspaceSettings, *, default_model: str, can_save_tokens: bool
+    current: WorkspaceSettings,
+    *,
+    default_model: str,
+    can_save_tokens: bool,
+    t: Translations = ENGLISH_TEXT,
 ) -> dict[str, Any]:
     model = current.model or default_model
     choice = model if model in (MAINLINE, SNAPSHOT) else OTHER_MODEL
-    options = [_option(v, label) for v, label in _MODEL_LABELS.items()]
-    clarify = _option(_CLARIFY_VALUE, "Ask one clarifying question before researching")
+    labels = {value: show(t, label) for value, label in _MODEL_LABELS.items()}
+    options = [_option(v, label) for v, label in labels.items()]
+    ask_first = t.gettext(N_("Ask one clarifying question before researching"))
+    clarify = _option(_CLARIFY_VALUE, ask_first)
     length = current.output_format if current.output_format in _LENGTH_LABELS else DETAILED
-    lengths = [_option(v, label) for v, label in _LENGTH_LABELS.items()]
+    lengths = [_option(v, t.gettext(label)) for v, label in _LENGTH_LABELS.items()]
     mcp = current.mcp or McpServer(label="", url="")
     delivery = current.delivery or Delivery.CANVAS_AND_FILE
+    deliveries = {d.value: t.gettext(label) for d, label in _DELIVERY_LABELS.items()}
 
     checkboxes: dict[str, Any] = {"type": "checkboxes", "options": [clarify]}
     if current.clarify is not False:
         checkboxes["initial_options"] = [clarify]
 
+    other_hint = say(N_("Used only when “{choice}” is chosen above."), choice=labels[OTHER_MODEL])
     blocks: list[dict[str, Any]] = [
-        _section(
-            "These apply to new research conversations in this workspace. Options written in a "
-            "request (`--summary`, `--detailed`, `--no-clarify`, `--model`) still win."
-        ),
+        _section(t.gettext(INTRO)),
         _input(
             Field.MODEL,
-            "Research model",
+            t.gettext(N_("Research model")),
             {
                 "type": "static_select",
                 "options": options,
-                "initial_option": _option(choice, _MODEL_LABELS[choice]),
+                "initial_option": _option(choice, labels[choice]),
             },
         ),
         _input(
             Field.CUSTOM_MODEL,
-            "Other model name",
+            t.gettext(N_("Other model name")),
             _text_input(
                 model if choice == OTHER_MODEL else "",
                 placeholder="qwen-deep-research-…",
                 max_length=100,
             ),
             optional=True,
-            hint="Used only when “Another model…” is chosen above.",
+            hint=show(t, other_hint),
         ),
         _input(
             Field.LENGTH,
-            "Report length",
+            t.gettext(N_("Report length")),
             {
                 "type": "radio_buttons",
                 "options": lengths,
-                "initial_option": _option(length, _LENGTH_LABELS[length]),
+                "initial_option": _option(length, t.gettext(_LENGTH_LABELS[length])),
             },
         ),
-        _input(Field.CLARIFY, "Clarifying question", checkboxes, optional=True),
+        _input(Field.CLARIFY, t.gettext(N_("Clarifying question")), checkboxes, optional=True),
         _input(
             Field.DELIVERY,
-            "Reports arrive as",
+            t.gettext(N_("Reports arrive as")),
             {
                 "type": "radio_buttons",
-                "options": [_option(d.value, label) for d, label in _DELIVERY_LABELS.items()],
-                "initial_option": _option(delivery.value, _DELIVERY_LABELS[delivery]),
+                "options": [_option(value, label) for value, label in deliveries.items()],
+                "initial_option": _option(delivery.value, deliveries[delivery.value]),
             },
-            hint="Where Slack can't make a canvas (a free plan's limit, say), the file comes "
-            "instead.",
+            hint=t.gettext(DELIVERY_HINT),
         ),
         {"type": "divider"},
-        _section(
-            f"*MCP research tools* (only with `{SNAPSHOT}`)\nResearch can also call the tools "
-            "of one MCP server. Clear these fields to remove the server."
-        ),
+        _section(show(t, say(MCP_INTRO, snapshot=SNAPSHOT))),
         _input(
             Field.MCP_LABEL,
-            "Server label",
+            t.gettext(N_("Server label")),
             _text_input(mcp.label, placeholder="knowledge-base", max_length=64),
             optional=True,
         ),
         _input(
             Field.MCP_URL,
-            "Server URL",
+            t.gettext(N_("Server URL")),
             _text_input(
                 mcp.url, placeholder="https://mcp.example.com/sse", max_length=MAX_URL_CHARS
             ),
@@ -190,37 +218,35 @@ def settings_modal(
         ),
         _input(
             Field.MCP_TOOLS,
-            "Allowed tools",
+            t.gettext(N_("Allowed tools")),
             _text_input(tools_value(mcp.allowed_tools), placeholder="search, fetch"),
             optional=True,
-            hint="Tool names separated by commas.",
+            hint=t.gettext(N_("Tool names separated by commas.")),
         ),
     ]
     has_token = mcp.token is not TokenState.NONE
     if can_save_tokens:
         hint = KEEP_TOKEN_HINT if has_token else NEW_TOKEN_HINT
         if mcp.token is TokenState.UNREADABLE:
-            hint = (
-                "A token is saved but can't be decrypted with the bot's current SECRET_KEY: "
-                "enter it again."
-            )
+            hint = UNREADABLE_TOKEN_HINT
         blocks.append(
             _input(
                 Field.MCP_TOKEN,
-                "Bearer token",
+                t.gettext(N_("Bearer token")),
                 _text_input(max_length=MAX_TOKEN_CHARS),  # never an initial value
                 optional=True,
-                hint=hint,
+                hint=t.gettext(hint),
             )
         )
     else:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": NO_SECRET_KEY}]})
+        note = t.gettext(NO_SECRET_KEY)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     if has_token:
-        remove = _option(_REMOVE_VALUE, "Remove the saved token")
+        remove = _option(_REMOVE_VALUE, t.gettext(N_("Remove the saved token")))
         blocks.append(
             _input(
                 Field.MCP_TOKEN_REMOVE,
-                "Saved token",
+                t.gettext(N_("Saved token")),
                 {"type": "checkboxes", "options": [remove]},
                 optional=True,
             )
@@ -228,9 +254,9 @@ def settings_modal(
     return {
         "type": "modal",
         "callback_id": SETTINGS_CALLBACK,
-        "title": _text(TITLE),
-        "submit": _text("Save"),
-        "close": _text("Cancel"),
+        "title": _text(t.gettext(TITLE)),
+        "submit": _text(t.gettext(SAVE)),
+        "close": _text(t.gettext(CANCEL)),
         "blocks": blocks,
     }
 
@@ -279,35 +305,41 @@ def form_from_state(values: Mapping[str, Any]) -> SettingsForm:
     )
 
 
-def view_errors(errors: Mapping[Field, str], view: Mapping[str, Any]) -> dict[str, str]:
-    """Errors keyed by the view's input block ids; one for a block the view lacks goes on
-    the model field, so no sentence is lost."""
+def view_errors(
+    errors: Mapping[Field, Text], view: Mapping[str, Any], t: Translations = ENGLISH_TEXT
+) -> dict[str, str]:
+    """Errors keyed by the view's input block ids, in `t`'s language; one for a block the
+    view lacks goes on the model field, so no sentence is lost."""
     present = {b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"}
     result: dict[str, str] = {}
     for field, sentence in errors.items():
         block = field.value if field.value in present else Field.MODEL.value
-        result.setdefault(block, sentence)
+        result.setdefault(block, show(t, sentence))
     return result
 
 
-def message_modal(text: str, *, title: str = TITLE) -> dict[str, Any]:
+def message_modal(
+    text: Text, *, title: str = TITLE, t: Translations = ENGLISH_TEXT
+) -> dict[str, Any]:
     """A modal with one sentence and a Close button."""
     return {
         "type": "modal",
-        "title": _text(title),
-        "close": _text("Close"),
-        "blocks": [_section(text)],
+        "title": _text(t.gettext(title)),
+        "close": _text(t.gettext(CLOSE)),
+        "blocks": [_section(show(t, text))],
     }
 
 
-def saved_modal(settings: WorkspaceSettings, *, default_model: str) -> dict[str, Any]:
+def saved_modal(
+    settings: WorkspaceSettings, *, default_model: str, t: Translations = ENGLISH_TEXT
+) -> dict[str, Any]:
     return {
         "type": "modal",
-        "title": _text(TITLE),
-        "close": _text("Done"),
+        "title": _text(t.gettext(TITLE)),
+        "close": _text(t.gettext(DONE)),
         "blocks": [
-            _section("Saved. New research conversations in this workspace use these settings."),
-            *summary_blocks(settings, default_model=default_model),
+            _section(t.gettext(SAVED)),
+            *summary_blocks(settings, default_model=default_model, t=t),
         ],
     }
 
@@ -315,57 +347,66 @@ def saved_modal(settings: WorkspaceSettings, *, default_model: str) -> dict[str,
 # --- the summary (Home tab, saved modal) ------------------------------------------------------
 
 
-def summary_blocks(settings: WorkspaceSettings, *, default_model: str) -> list[dict[str, Any]]:
+def summary_blocks(
+    settings: WorkspaceSettings, *, default_model: str, t: Translations = ENGLISH_TEXT
+) -> list[dict[str, Any]]:
     model = f"`{escaped(settings.model or default_model, 100)}`"
     if not settings.model:
-        model += " (the bot's default)"
+        model = show(t, say(N_("{model} (the bot's default)"), model=model))
     length = {
-        DETAILED: "detailed report",
-        SUMMARY: "summary",
-    }.get(settings.output_format or "", "detailed report (the model's default)")
-    clarify = "skipped" if settings.clarify is False else "asked first"
+        DETAILED: N_("detailed report"),
+        SUMMARY: N_("summary"),
+    }.get(settings.output_format or "", N_("detailed report (the model's default)"))
+    clarify = N_("skipped") if settings.clarify is False else N_("asked first")
+    reports = _DELIVERY_WORDS[settings.delivery or Delivery.CANVAS_AND_FILE]
     lines = [
-        f"*Model:* {model}",
-        f"*Report length:* {length}",
-        f"*Clarifying question:* {clarify}",
-        f"*Reports:* {_DELIVERY_LABELS[settings.delivery or Delivery.CANVAS_AND_FILE].lower()}",
-        f"*MCP server:* {_mcp_line(settings.mcp)}",
+        show(t, say(N_("*Model:* {model}"), model=model)),
+        show(t, say(N_("*Report length:* {length}"), length=say(length))),
+        show(t, say(N_("*Clarifying question:* {clarify}"), clarify=say(clarify))),
+        show(t, say(N_("*Reports:* {reports}"), reports=say(reports))),
+        show(t, say(N_("*MCP server:* {server}"), server=_mcp_line(settings.mcp, t))),
     ]
     blocks = [_section("\n".join(lines))]
     if settings.saved:
         when = int(settings.updated_at)
         fallback = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        by = f" by <@{settings.updated_by}>" if settings.updated_by else ""
+        # Slack writes the date and time in the reader's own locale and time zone.
+        tokens = t.gettext(N_("{date_short_pretty} at {time}"))
+        date = f"<!date^{when}^{tokens}|{fallback}>"
+        if settings.updated_by:
+            changed = say(
+                N_("Last changed by {user} {date}."), user=f"<@{settings.updated_by}>", date=date
+            )
+        else:
+            changed = say(N_("Last changed {date}."), date=date)
         blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"Last changed{by} <!date^{when}^{{date_short_pretty}} at "
-                        f"{{time}}|{fallback}>.",
-                    }
-                ],
-            }
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": show(t, changed)}]}
         )
     return blocks
 
 
-def _mcp_line(mcp: McpServer | None) -> str:
+def _mcp_line(mcp: McpServer | None, t: Translations) -> str:
     if mcp is None:
-        return "none"
+        return t.gettext(N_("none"))
     token = {
-        TokenState.NONE: "no token",
-        TokenState.SAVED: "token saved",
-        TokenState.UNREADABLE: "token saved but unreadable with the current SECRET_KEY: "
-        "an admin needs to enter it again",
+        TokenState.NONE: N_("no token"),
+        TokenState.SAVED: N_("token saved"),
+        TokenState.UNREADABLE: N_(
+            "token saved but unreadable with the current SECRET_KEY: an admin needs to enter "
+            "it again"
+        ),
     }[mcp.token]
-    url = escaped(mcp.url, SUMMARY_URL_CHARS)
-    tools = _tools_line(mcp.allowed_tools)
-    return f"`{escaped(mcp.label, 100)}` at {url} · tools: {tools} · {token}"
+    line = say(
+        N_("`{label}` at {url} · tools: {tools} · {token}"),
+        label=escaped(mcp.label, 100),
+        url=escaped(mcp.url, SUMMARY_URL_CHARS),
+        tools=_tools_line(mcp.allowed_tools, t),
+        token=say(token),
+    )
+    return show(t, line)
 
 
-def _tools_line(tools: tuple[str, ...]) -> str:
+def _tools_line(tools: tuple[str, ...], t: Translations) -> str:
     """As many tool names as fit in SUMMARY_TOOLS_CHARS, then how many more there are."""
     shown: list[str] = []
     size = 0
@@ -375,22 +416,30 @@ def _tools_line(tools: tuple[str, ...]) -> str:
             break
         shown.append(item)
         size += len(item) + 2
-    line = ", ".join(shown) or "none"
+    line = ", ".join(shown) or t.gettext(N_("none"))
     left = len(tools) - len(shown)
-    if left:
-        line += f" and {left} more" if shown else f"{left} tools"
+    if left and shown:
+        line += " " + show(t, say_n("and {count} more", "and {count} more", left))
+    elif left:
+        line = show(t, say_n("{count} tool", "{count} tools", left))
     return line
 
 
 def home_blocks(
-    settings: WorkspaceSettings | None, *, default_model: str, can_change: bool
+    settings: WorkspaceSettings | None,
+    *,
+    default_model: str,
+    can_change: bool,
+    t: Translations = ENGLISH_TEXT,
 ) -> list[dict[str, Any]]:
     """The Home tab's settings section; the button only for admins and owners."""
-    blocks: list[dict[str, Any]] = [_section("*Research settings for this workspace*")]
+    blocks: list[dict[str, Any]] = [
+        _section(t.gettext(N_("*Research settings for this workspace*")))
+    ]
     if settings is None:
-        blocks.append(_section("The research settings are not available right now."))
+        blocks.append(_section(t.gettext(N_("The research settings are not available right now."))))
     else:
-        blocks += summary_blocks(settings, default_model=default_model)
+        blocks += summary_blocks(settings, default_model=default_model, t=t)
     if can_change:
         blocks.append(
             {
@@ -400,23 +449,15 @@ def home_blocks(
                     {
                         "type": "button",
                         "action_id": OPEN_SETTINGS_ACTION,
-                        "text": _text("Change settings"),
+                        "text": _text(t.gettext(N_("Change settings"))),
                         "value": "open",
                     }
                 ],
             }
         )
     else:
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": "Workspace admins and owners can change these with "
-                        "`/research settings`.",
-                    }
-                ],
-            }
+        who = t.gettext(
+            N_("Workspace admins and owners can change these with `/research settings`.")
         )
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": who}]})
     return blocks

@@ -16,11 +16,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.conversation import ConversationKey
 from bot.i18n import N_
 from bot.research import MAX_MESSAGE_CHARS
-from bot.research_options import DETAILED, SUMMARY
+from bot.research_options import DETAILED, SUMMARY, ResearchOptions
 from bot.services import Services
 from handlers.actions import team_of
-from handlers.events import request_text
-from handlers.i18n import translations
+from handlers.events import has_substance, unescape
+from handlers.i18n import ENGLISH_TEXT, Translations, translations
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,17 @@ CANNOT_READ: Final = N_(
     "`/invite @Qwen Deep Research` first, then use *Research this* again."
 )
 NOTHING_TO_RESEARCH: Final = N_("That message has no text I could research.")
+TITLE: Final = N_("Research this")  # a modal title: at most 24 characters
+SUBMIT: Final = N_("Research")
+CANCEL: Final = N_("Cancel")
+EXPLAINED: Final = N_(
+    "The message, and its thread, become the research topic. The research runs in that thread."
+)
+REPORT_LABEL: Final = N_("Report")
+DETAILED_REPORT: Final = N_("Detailed report")
+SUMMARY_REPORT: Final = N_("Summary")
+CLARIFY_LABEL: Final = N_("Clarifying question")
+ASK_ME_FIRST: Final = N_("Ask me one clarifying question first")
 
 
 def register(app: AsyncApp, services: Services) -> None:
@@ -44,13 +55,15 @@ def register(app: AsyncApp, services: Services) -> None:
         ack: AsyncAck, shortcut: dict[str, Any], client: AsyncWebClient
     ) -> None:
         await ack()
+        user = str((shortcut.get("user") or {}).get("id") or "")
+        t = translations(await services.languages.language(user, team_of(shortcut)))
         channel = str((shortcut.get("channel") or {}).get("id") or "")
         message = shortcut.get("message") or {}
         ts = str(message.get("ts") or shortcut.get("message_ts") or "")
         root = str(message.get("thread_ts") or ts)
         meta = json.dumps({"c": channel, "t": root})
         # The trigger lasts three seconds: open first, read the thread on submission.
-        await client.views_open(trigger_id=shortcut["trigger_id"], view=options_modal(meta))
+        await client.views_open(trigger_id=shortcut["trigger_id"], view=options_modal(meta, t))
 
     @app.view(RESEARCH_THIS_VIEW)
     async def on_options(
@@ -69,43 +82,38 @@ def register(app: AsyncApp, services: Services) -> None:
             texts = await _thread_texts(client, key)
         except SlackApiError as exc:
             logger.info("cannot read %s for Research this: %s", key, exc.response.get("error"))
-            await _tell(client, services, user, CANNOT_READ)
+            await _tell(client, services, key, user, CANNOT_READ)
             return
-        topic = request_text("\n\n".join(texts), None)
-        if not topic:
-            await _tell(client, services, user, NOTHING_TO_RESEARCH)
+        # Other people's words are the topic, as they wrote them: a `--word` in them is not
+        # an option (the form chose those).
+        joined = "\n\n".join(texts)
+        if not has_substance(joined, options=False):
+            await _tell(client, services, key, user, NOTHING_TO_RESEARCH)
             return
+        topic = unescape(joined).strip()[:MAX_MESSAGE_CHARS].rstrip()
         options = _options(view.get("state", {}).get("values") or {})
-        topic = topic[: MAX_MESSAGE_CHARS - 100].rstrip()  # the options still fit
-        await services.research.mention(key, user, f"{topic}\n{options}".strip())
+        await services.research.mention(key, user, topic, options=options)
 
 
-def options_modal(meta: str) -> dict[str, Any]:
-    ask = {"text": _plain("Ask me one clarifying question first"), "value": ASK_FIRST}
+def options_modal(meta: str, t: Translations = ENGLISH_TEXT) -> dict[str, Any]:
+    ask = {"text": _plain(t.gettext(ASK_ME_FIRST)), "value": ASK_FIRST}
     lengths = [
-        {"text": _plain("Detailed report"), "value": DETAILED},
-        {"text": _plain("Summary"), "value": SUMMARY},
+        {"text": _plain(t.gettext(DETAILED_REPORT)), "value": DETAILED},
+        {"text": _plain(t.gettext(SUMMARY_REPORT)), "value": SUMMARY},
     ]
     return {
         "type": "modal",
         "callback_id": RESEARCH_THIS_VIEW,
         "private_metadata": meta,
-        "title": _plain("Research this"),
-        "submit": _plain("Research"),
-        "close": _plain("Cancel"),
+        "title": _plain(t.gettext(TITLE)),
+        "submit": _plain(t.gettext(SUBMIT)),
+        "close": _plain(t.gettext(CANCEL)),
         "blocks": [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": "The message, and its thread, become the research topic. The "
-                    "research runs in that thread.",
-                },
-            },
+            {"type": "section", "text": {"type": "mrkdwn", "text": t.gettext(EXPLAINED)}},
             {
                 "type": "input",
                 "block_id": LENGTH_BLOCK,
-                "label": _plain("Report"),
+                "label": _plain(t.gettext(REPORT_LABEL)),
                 "element": {
                     "type": "radio_buttons",
                     "action_id": INPUT,
@@ -117,7 +125,7 @@ def options_modal(meta: str) -> dict[str, Any]:
                 "type": "input",
                 "block_id": CLARIFY_BLOCK,
                 "optional": True,
-                "label": _plain("Clarifying question"),
+                "label": _plain(t.gettext(CLARIFY_LABEL)),
                 "element": {
                     "type": "checkboxes",
                     "action_id": INPUT,
@@ -129,14 +137,14 @@ def options_modal(meta: str) -> dict[str, Any]:
     }
 
 
-def _options(values: Mapping[str, Any]) -> str:
-    """The modal's choices as the research options a request may carry."""
+def _options(values: Mapping[str, Any]) -> ResearchOptions:
+    """The modal's choices: the report's length, and whether to ask first."""
     length = ((values.get(LENGTH_BLOCK) or {}).get(INPUT) or {}).get("selected_option") or {}
     ticked = ((values.get(CLARIFY_BLOCK) or {}).get(INPUT) or {}).get("selected_options") or []
-    words = ["--summary" if length.get("value") == SUMMARY else "--detailed"]
-    if not any(isinstance(o, Mapping) and o.get("value") == ASK_FIRST for o in ticked):
-        words.append("--no-clarify")
-    return " ".join(words)
+    return ResearchOptions(
+        output_format=SUMMARY if length.get("value") == SUMMARY else DETAILED,
+        clarify=any(isinstance(o, Mapping) and o.get("value") == ASK_FIRST for o in ticked),
+    )
 
 
 async def _thread_texts(client: AsyncWebClient, key: ConversationKey) -> list[str]:
@@ -152,10 +160,12 @@ async def _thread_texts(client: AsyncWebClient, key: ConversationKey) -> list[st
     return texts
 
 
-async def _tell(client: AsyncWebClient, services: Services, user: str, sentence: str) -> None:
+async def _tell(
+    client: AsyncWebClient, services: Services, key: ConversationKey, user: str, sentence: str
+) -> None:
     """A sentence in the person's DM with the bot: the conversation itself may be closed to it."""
     try:
-        t = translations(await services.languages.language(user))
+        t = translations(await services.languages.language(user, key.team_id))
         await client.chat_postMessage(channel=user, text=t.gettext(sentence))
     except Exception:
         logger.warning("could not tell %s about Research this", user, exc_info=True)

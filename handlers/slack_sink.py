@@ -10,12 +10,13 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.i18n import Text
 from bot.ports import Languages
 from bot.progress import ProgressView, Stage
 from bot.report import Delivery, Report
-from bot.sink import FILE, MESSAGE, SUMMARY, DeliveryFailed, SinkFactory
+from bot.sink import FILE, MESSAGE, SUMMARY, CanvasKeeper, DeliveryFailed, SinkFactory
 from handlers import render
-from handlers.i18n import Translations, translations
+from handlers.i18n import Translations, show, translations
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,9 @@ class SlackThreadSink:
             ts = ts or str(response.get("ts", ""))
         return ts
 
-    async def post_notice(self, sentence: str, *, retry: bool = False) -> None:
+    async def post_notice(self, sentence: Text, *, retry: bool = False) -> None:
         t = await self._translations()
-        # The domain's fixed sentences are msgids; filled-in ones stay as written.
-        await self._post(render.notice_message(t.gettext(sentence), self._key, retry=retry, t=t))
+        await self._post(render.notice_message(show(t, sentence), self._key, retry=retry, t=t))
 
     async def show_progress(self, view: ProgressView, message_ts: str | None) -> str:
         message = render.progress_message(view, self._key, t=await self._translations())
@@ -133,11 +133,17 @@ class SlackThreadSink:
         *,
         skip: frozenset[str] = frozenset(),
         delivery: Delivery = Delivery.CANVAS_AND_FILE,
+        canvas: str = "",
+        keep_canvas: CanvasKeeper | None = None,
     ) -> None:
         if SUMMARY in skip:
             return  # the summary goes last: everything before it is in the thread
-        canvas = await self._canvas(report) if delivery.wants_canvas else None
-        if FILE not in skip and (delivery.wants_file or canvas is None):
+        link: str | None = None
+        if canvas:  # made by an earlier try: linked, never made twice
+            link = await self._canvas_link(canvas)
+        elif delivery.wants_canvas:
+            link = await self._canvas(report, keep_canvas)
+        if FILE not in skip and (delivery.wants_file or link is None):
             try:
                 await self._client.files_upload_v2(
                     channel=self._key.channel_id,
@@ -150,7 +156,7 @@ class SlackThreadSink:
                 raise _failed(FILE, exc) from exc
         if SUMMARY not in skip:
             t = await self._translations()
-            summary = render.report_summary(report, canvas_url=canvas, t=t)
+            summary = render.report_summary(report, canvas_url=link, t=t)
             if report.marker:
                 summary = {**summary, "metadata": _metadata(report.marker)}
             try:
@@ -158,10 +164,11 @@ class SlackThreadSink:
             except (SlackApiError, SlackClientError, OSError) as exc:
                 raise _failed(SUMMARY, exc) from exc
 
-    async def _canvas(self, report: Report) -> str | None:
+    async def _canvas(self, report: Report, keep: CanvasKeeper | None) -> str | None:
         """The report as a canvas for the thread's channel; its link, or None when Slack
         will not make one (a free plan's limit, a missing scope, any error): the file then
-        stands in for it."""
+        stands in for it. A canvas made is recorded (`keep`) before anything links it, so a
+        crash after this makes no second one; recording it failing fails the delivery."""
         markdown = report.markdown()
         if len(markdown.encode()) > MAX_CANVAS_BYTES:
             logger.info("report in %s too large for a canvas; file only", self._key)
@@ -172,16 +179,29 @@ class SlackThreadSink:
                 document_content={"type": "markdown", "markdown": markdown},
                 channel_id=self._key.channel_id,
             )
-            canvas_id = str(created.get("canvas_id") or "")
-            if not canvas_id:
-                return None
-            # A canvas is a file: its permalink is what people open.
-            info = await self._client.files_info(file=canvas_id)
         except SlackApiError as exc:
             logger.info("no canvas for the report in %s: %s", self._key, exc.response.get("error"))
             return None
         except (SlackClientError, OSError):
             logger.warning("no canvas for the report in %s", self._key, exc_info=True)
+            return None
+        canvas_id = str(created.get("canvas_id") or "")
+        if not canvas_id:
+            return None
+        if keep is not None:
+            await keep(canvas_id)
+        return await self._canvas_link(canvas_id)
+
+    async def _canvas_link(self, canvas_id: str) -> str | None:
+        """A canvas is a file: its permalink is what people open. None when Slack does not
+        say (the file then stands in for the canvas)."""
+        try:
+            info = await self._client.files_info(file=canvas_id)
+        except SlackApiError as exc:
+            logger.info("no link to the canvas in %s: %s", self._key, exc.response.get("error"))
+            return None
+        except (SlackClientError, OSError):
+            logger.warning("no link to the canvas in %s", self._key, exc_info=True)
             return None
         permalink = (info.get("file") or {}).get("permalink")
         return str(permalink) if permalink else None

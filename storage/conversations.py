@@ -88,7 +88,9 @@ class SqlConversations:
             ).all()
         return [_conversation(r._mapping) for r in rows]
 
-    async def settle_owed(self, key: ConversationKey, marker: str, owed: Owed | None) -> None:
+    async def settle_owed(
+        self, key: ConversationKey, marker: str, owed: Owed | None, *, release: bool = True
+    ) -> None:
         async with self._db.write() as conn:
             row = (await conn.execute(select(table.c.owed, table.c.state).where(*_is(key)))).first()
             if row is None or not row.owed or Owed.from_json(json.loads(row.owed)).marker != marker:
@@ -96,7 +98,7 @@ class SqlConversations:
             values: dict[str, Any] = {
                 "owed": json.dumps(owed.to_json()) if owed is not None else None
             }
-            if row.state in (State.AWAITING_CLARIFICATION.value, State.DONE.value):
+            if release and row.state in (State.AWAITING_CLARIFICATION.value, State.DONE.value):
                 values["owner"] = None
             await conn.execute(update(table).where(*_is(key)).values(**values))
 

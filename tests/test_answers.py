@@ -22,6 +22,7 @@ from bot.budget import BudgetGuard
 from bot.context import message_tokens
 from bot.conversation import Conversation, ConversationKey, State
 from bot.flags import AskOptions
+from bot.i18n import Text
 from bot.metering import UsageMeter
 from bot.qwen.client import ModelCall
 from bot.qwen.events import Event, Finished, ReasoningDelta, TextDelta, Usage
@@ -59,8 +60,8 @@ class RecordingSink:
     async def deliver(self, answer: Answer) -> None:
         self.events.append(("deliver", answer))
 
-    async def notice(self, sentence: str) -> None:
-        self.events.append(("notice", sentence))
+    async def notice(self, sentence: Text) -> None:
+        self.events.append(("notice", str(sentence)))  # as English reads it
 
 
 def answered(text: str = "Answer.", reasoning: str = "Hmm.") -> list[Event]:
@@ -189,7 +190,7 @@ async def test_follow_up_too_long_or_empty(world: World) -> None:
     conversation = Conversation(KEY, "UUSER", State.DONE, "qwen-deep-research")
     await world.service.follow_up(conversation, "UBEN", "   ")
     await world.service.follow_up(conversation, "UBEN", "x" * 7001)
-    assert world.sink.events == [("notice", TOO_LONG)]
+    assert world.sink.events == [("notice", str(TOO_LONG))]
     assert world.model.calls == []
 
 

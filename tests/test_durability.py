@@ -493,7 +493,7 @@ def thread_posts(slack: FakeSlack, thread: str, phrase: str) -> int:
     )
 
 
-async def test_a_report_summary_slack_refused_is_posted_later_without_a_second_file(
+async def test_a_report_summary_slack_refused_is_posted_later_without_a_second_file_or_canvas(
     slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
 ) -> None:
     async with aiohttp.ClientSession() as session:
@@ -534,6 +534,50 @@ async def test_a_report_summary_slack_refused_is_posted_later_without_a_second_f
         m for m in slack.messages.values() if m.get("thread_ts") == thread and m.get("metadata")
     ]
     assert len(marked) == 2  # the clarifying question and the report summary, once each
+    # Nor make a second canvas: the summary delivered later links the one made first.
+    assert len(slack.calls_to("canvases.create")) == 1
+    [canvas] = slack.canvases
+    assert f"/docs/T1/{canvas}|" in json.dumps(marked[-1]["blocks"])
+
+
+async def test_a_process_killed_after_making_the_canvas_leaves_one_canvas(
+    slack: FakeSlack, dashscope: FakeDashScope, tmp_path: Path
+) -> None:
+    """SIGKILL after canvases.create, before the file and the summary: the next process
+    delivers them, linking the canvas the dead one made instead of making a second."""
+    process = await bot_process(slack, dashscope, tmp_path, RUN_LEASE_SECONDS="1")
+    dashscope.enqueue(clarification_script(QUESTION))
+    mention = app_mention(f"<@UBOT> {TOPIC}")
+    await slack.socket_send("events_api", event_callback(mention))
+    thread = str(mention["ts"])
+    await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == thread)
+    held = slack.hold_next("files.getUploadURLExternal")  # the file upload, after the canvas
+    dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
+    await slack.socket_send("events_api", event_callback(message("Personalised", thread_ts=thread)))
+    await held.wait_reached(timeout=20)
+    assert len(slack.canvases) == 1
+    process.kill()
+    await asyncio.wait_for(process.wait(), 10)
+
+    runtime = await start_bot(slack, dashscope, tmp_path, "http")
+    try:
+        [summary] = await slack.wait_for_call(
+            "chat.postMessage",
+            lambda c: c.args.get("thread_ts") == thread and "Took " in json.dumps(c.args),
+            timeout=20,
+        )
+        for _ in range(100):  # settled once Slack took the summary
+            conversation = await runtime.services.conversations.get(key(thread))  # type: ignore[union-attr]
+            if conversation is not None and conversation.owed is None:
+                break
+            await asyncio.sleep(0.05)
+        assert conversation is not None and conversation.owed is None
+    finally:
+        await runtime.stop()
+    assert len(slack.calls_to("canvases.create")) == 1
+    [canvas] = slack.canvases
+    assert f"/docs/T1/{canvas}|" in json.dumps(summary.args["blocks"])
+    assert uploads(slack) == 1
 
 
 async def test_a_clarifying_question_slack_refused_is_posted_once_later(

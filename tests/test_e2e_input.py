@@ -257,21 +257,15 @@ async def test_research_command_quotes_the_topic_escaped_once(bot: Harness) -> N
     assert model_inputs(bot)[0][0]["content"] == "R&D <AI> spending"
 
 
-async def test_group_dms_work_like_channels(bot: Harness) -> None:
-    # A top-level group DM message that does not mention the bot is people talking.
-    await bot.send_event(message("lunch at noon?", channel="G1", channel_type="mpim"))
-    # One that mentions it starts research; Slack may send it twice (message.mpim and
-    # app_mention): one conversation, one model call.
+async def test_group_dms_work_like_dms(bot: Harness) -> None:
+    # A top-level group DM message starts a research conversation, no mention needed.
     bot.dashscope.enqueue(clarification_script(QUESTION))
-    start = message(f"<@UBOT> {TOPIC}", channel="G1", channel_type="mpim")
-    mention = app_mention(f"<@UBOT> {TOPIC}", channel="G1", ts=str(start["ts"]))
-    await bot.send_event(start)
-    await bot.send_event(mention)
-    thread = str(start["ts"])
+    first = message(TOPIC, channel="G1", channel_type="mpim")
+    await bot.send_event(first)
+    thread = str(first["ts"])
     [question] = await thread_posts(bot, thread)
     assert question["channel"] == "G1" and "Which aspects" in json.dumps(question)
-    await asyncio.sleep(0.3)
-    assert len(bot.dashscope.requests) == 1
+    assert model_inputs(bot)[0][0]["content"] == TOPIC
     # The answer in the thread arrives as message.mpim, without a mention, and starts research.
     bot.dashscope.enqueue(research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=1))
     await bot.send_event(
@@ -279,6 +273,28 @@ async def test_group_dms_work_like_channels(bot: Harness) -> None:
     )
     await bot.slack.wait_for_call("files.completeUploadExternal", timeout=20)
     assert model_inputs(bot)[1][-1]["content"] == "Personalised learning"
+
+    # One that mentions the bot: Slack may send it twice (message.mpim and app_mention), and
+    # it starts one conversation, with one model call.
+    bot.dashscope.enqueue(clarification_script(QUESTION))
+    start = message(f"<@UBOT> {TOPIC}", channel="G1", channel_type="mpim")
+    mention = app_mention(f"<@UBOT> {TOPIC}", channel="G1", ts=str(start["ts"]))
+    await bot.send_event(start)
+    await bot.send_event(mention)
+    await thread_posts(bot, str(start["ts"]))
+    # The DM's words work too: `help` gets how to use the bot.
+    asked = message("help", channel="G1", channel_type="mpim")
+    await bot.send_event(asked)
+    [helped] = await thread_posts(bot, str(asked["ts"]))
+    assert "how to use it" in helped["text"]
+    # A thread between people that the bot is not part of stays theirs.
+    other = str(message("lunch?", channel="G1", channel_type="mpim")["ts"])
+    await bot.send_event(message("noon", channel="G1", channel_type="mpim", thread_ts=other))
+    await asyncio.sleep(0.3)
+    assert len(bot.dashscope.requests) == 3
+    assert not [
+        c for c in bot.slack.calls_to("chat.postMessage") if c.args.get("thread_ts") == other
+    ]
 
 
 async def test_summaries_and_progress_are_posted_without_link_previews(bot: Harness) -> None:

@@ -159,7 +159,8 @@ async def test_non_admin_is_refused_and_no_modal_opens(bot: Harness) -> None:
     [refusal] = await bot.slack.wait_for_responses(url)
     assert refusal.body["response_type"] == "ephemeral"
     assert refusal.body["text"] == NOT_ADMIN
-    [check] = bot.slack.calls_to("users.info")
+    # Asked of Slack: whether they are an admin (and, beside it, their language).
+    [check] = [c for c in bot.slack.calls_to("users.info") if not c.args.get("include_locale")]
     assert check.args["user"] == "UUSER"
     assert bot.slack.calls_to("views.open") == []
 
@@ -182,7 +183,8 @@ async def test_a_submission_from_a_non_admin_is_refused_and_nothing_is_stored(
 
 
 async def test_when_slack_cannot_say_who_is_admin_the_user_is_told(bot: Harness) -> None:
-    bot.slack.fail_next("users.info", status=200, error="internal_error")
+    # Slack fails both questions asked of it: whether they are an admin, and their language.
+    bot.slack.fail_next("users.info", status=200, error="internal_error", times=2)
     url = await settings_command(bot, "UADMIN")
     [reply] = await bot.slack.wait_for_responses(url)
     assert "couldn't check your permissions" in reply.body["text"]

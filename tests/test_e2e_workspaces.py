@@ -29,6 +29,7 @@ from bot.qwen.client import RetryPolicy
 from bot.runtime import EVENTS_PATH, BotRuntime
 from bot.services import Services
 from bot.workspaces import DAY, KEY_REFUSED, NO_KEY
+from handlers.render import STOP_ACTION, key_value
 from tests.fakes.dashscope_server import (
     DEFAULT_REFERENCES,
     FakeDashScope,
@@ -38,6 +39,7 @@ from tests.fakes.dashscope_server import (
 )
 from tests.fakes.slack_payloads import (
     app_mention,
+    block_action,
     event_callback,
     message,
     modal_state,
@@ -275,6 +277,57 @@ async def test_two_workspaces_each_use_their_own_token_key_and_ledger(multi: Mul
         shown = json.dumps(home.args["view"])
         assert f"<@{asker}>" in shown and f"<@{other}>" not in shown
         assert "this workspace's own" in shown
+
+
+async def test_a_second_workspaces_japanese_member_reads_japanese_on_home_and_buttons(
+    multi: Multi,
+) -> None:
+    """Each person's language is looked up with their own workspace's token: in a second
+    workspace too, a ja-JP member gets Japanese (another workspace's token, or none, would
+    not find them and leave them in English)."""
+    slack = multi.slack
+    assert (await multi.install(Workspace("TA", name="Alpha")))[0] == 200
+    assert (await multi.install(Workspace("TB", name="Beta")))[0] == 200
+    member = {**slack.users["UUSER"], "id": "UJA", "name": "ja", "team_id": "TB"}
+    slack.users["UJA"] = {**member, "locale": "ja-JP"}
+
+    opened = {"type": "app_home_opened", "user": "UJA", "channel": "D1", "tab": "home"}
+    await multi.send(event_callback(opened, team_id="TB"))
+    [home] = await slack.wait_for_call("views.publish", lambda c: c.args.get("user_id") == "UJA")
+    assert home.token == slack.token_of("TB")
+    shown = json.dumps(home.args["view"], ensure_ascii=False)
+    assert "Qwen Deep Research の使い方" in shown and "このワークスペースの使用量" in shown
+    assert "how to use it" not in shown and "Usage in this workspace" not in shown
+
+    # Research someone else started in TB; UJA presses its Stop button and is told, in
+    # Japanese, who may stop it.
+    multi.dashscope.enqueue(clarification_script(QUESTION))
+    payload = mention_in("TB", "<@UBOT> research the history of typography")
+    thread = str(payload["event"]["ts"])
+    await multi.send(payload)
+    await slack.wait_for_call("chat.postMessage", lambda c: c.args.get("thread_ts") == thread)
+    gate = Gate(timeout=60)
+    script = research_script(REPORT_CHUNKS, DEFAULT_REFERENCES, rounds=2)
+    multi.dashscope.enqueue([*script[:6], gate, *script[6:]])
+    answer = message("Type design in print", thread_ts=thread, team="TB")
+    await multi.send(event_callback(answer, team_id="TB"))
+    await gate.wait_reached(timeout=10)
+    key = ConversationKey("TB", "C1", thread)
+    conversation = await multi.services.conversations.get(key)
+    assert conversation is not None and conversation.progress_ts is not None
+    press = block_action(
+        STOP_ACTION,
+        key_value(key),
+        user_id="UJA",
+        team_id="TB",
+        message_ts=conversation.progress_ts,
+        thread_ts=thread,
+    )
+    await multi.send(press, "interactive")
+    [told] = await slack.wait_for_call("chat.postEphemeral")
+    assert told.args["user"] == "UJA" and told.token == slack.token_of("TB")
+    assert "このリサーチを停止できるのは" in told.args["text"]
+    gate.release()
 
 
 async def test_a_workspace_without_an_installation_is_acknowledged_and_ignored(

@@ -58,5 +58,6 @@ def test_rejects_with_a_short_sentence_and_the_usage(text: str, says: str) -> No
     with pytest.raises(FlagError) as caught:
         parse_ask(text)
     assert says in str(caught.value)
-    assert caught.value.usage.endswith(ASK_USAGE)
-    assert "Traceback" not in caught.value.usage
+    usage = str(caught.value.usage)
+    assert usage.startswith(str(caught.value)) and usage.endswith(ASK_USAGE)
+    assert "Traceback" not in usage

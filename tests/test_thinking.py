@@ -53,10 +53,12 @@ def test_thinking_only_models_get_no_switch_and_say_why_flags_did_nothing() -> N
     plan = thinking.plan("qwq-plus", ASK, fast=True)
     assert plan.call.parameters == {"result_format": "message"}
     assert plan.thinking
-    assert plan.notes == ("`qwq-plus` always thinks first, so `--fast` had no effect.",)
+    assert [str(n) for n in plan.notes] == [
+        "`qwq-plus` always thinks first, so `--fast` had no effect."
+    ]
     budget = thinking.plan("deepseek-r1", ASK, budget=100, default_budget=4000)
     assert budget.call.parameters == {"result_format": "message"}
-    assert "does not take a thinking budget" in budget.notes[0]
+    assert "does not take a thinking budget" in str(budget.notes[0])
     # A thinking-only Qwen3 model does take a budget.
     qwen3 = thinking.plan("qwen3-235b-a22b-thinking-2507", ASK, budget=100)
     assert qwen3.call.parameters == {"result_format": "message", "thinking_budget": 100}

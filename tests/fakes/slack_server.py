@@ -95,6 +95,20 @@ class UploadedFile:
 
 
 @dataclass
+class Hold:
+    """A call kept unanswered: `reached` once it came in; it is answered after `release()`."""
+
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def wait_reached(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.reached.wait(), timeout)
+
+
+@dataclass
 class _Fault:
     status: int
     error: str
@@ -383,6 +397,8 @@ class FakeSlack:
         self.strict = False
         self._response_faults: dict[str, list[str]] = {}  # response_url name -> errors to answer
         self._faults: dict[str, _Fault] = {}
+        self._holds: dict[str, Hold] = {}
+        self._all_holds: list[Hold] = []
         self._pending_uploads: dict[str, _PendingUpload] = {}
         self._ids = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
@@ -468,6 +484,8 @@ class FakeSlack:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for hold in self._all_holds:
+            hold.release()
         for ws in list(self._sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"fake slack shutting down")
         for fut in self._acks.values():
@@ -551,6 +569,14 @@ class FakeSlack:
         """Answer the next `times` calls to `method` with `status` and {"ok": false, error}."""
         self._faults[method] = _Fault(status, error, retry_after, times)
 
+    def hold_next(self, method: str) -> Hold:
+        """Keep the next call to `method` unanswered until the hold is released (a process
+        can be killed while it waits)."""
+        hold = Hold()
+        self._holds[method] = hold
+        self._all_holds.append(hold)
+        return hold
+
     def refuse_responses(
         self, url_or_name: str, error: str = "invalid_blocks", *, times: int = 1
     ) -> None:
@@ -630,6 +656,10 @@ class FakeSlack:
         if method == "oauth.v2.access" and auth.startswith("Basic "):
             token = auth  # the app's client credentials, not a token
 
+        hold = self._holds.pop(method, None)
+        if hold is not None:
+            hold.reached.set()
+            await hold.released.wait()
         status, headers = 200, {}
         fault = self._faults.get(method)
         if fault is not None:

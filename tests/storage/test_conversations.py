@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from bot.conversation import ConversationKey, StaleConversation, State
+from bot.conversation import REPORT, ConversationKey, Owed, StaleConversation, State
 from bot.research_options import SUMMARY, ResearchOptions
 from storage import Storage
 from storage.tables import usage as usage_table
@@ -202,3 +202,22 @@ async def test_in_state_lists_only_conversations_in_that_state(storage: Storage)
     assert sorted(c.key.thread_ts for c in found) == ["1.0", "1.1", "1.2"]
     assert all(c.state is State.RESEARCHING and c.version == 1 for c in found)
     assert await storage.conversations.in_state(State.INTERRUPTED) == []
+
+
+async def test_a_delivery_notes_its_canvas_and_keeps_its_process(storage: Storage) -> None:
+    """The canvas a delivery made is kept with what the thread is owed, while the delivering
+    process holds on to it; settled, the delivery is free for any process to try again."""
+    owed = Owed(REPORT, "marker1", stats={"input_tokens": 3})
+    await storage.conversations.create(conversation(owner="P1", owed=owed))
+    with_canvas = replace(owed, canvas="F0CANVAS")
+    await storage.conversations.settle_owed(KEY, "marker1", with_canvas, release=False)
+    loaded = await storage.conversations.get(KEY)
+    assert loaded is not None and loaded.owed == with_canvas and loaded.owner == "P1"
+    assert await storage.conversations.take_orphan_deliveries("P2", ["P1", "P2"]) == []
+
+    await storage.conversations.settle_owed(KEY, "marker1", replace(with_canvas, attempts=1))
+    [taken] = await storage.conversations.take_orphan_deliveries("P2", ["P1", "P2"])
+    assert taken.owner == "P2" and taken.owed is not None and taken.owed.canvas == "F0CANVAS"
+    # Another marker (something newer is owed) changes nothing.
+    await storage.conversations.settle_owed(KEY, "other", None)
+    assert (await storage.conversations.get(KEY)).owed is not None  # type: ignore[union-attr]

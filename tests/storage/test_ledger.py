@@ -233,8 +233,9 @@ async def test_month_boundaries_are_utc() -> None:
 async def test_budget_refuses_once_the_month_reaches_it(ledger: SqlUsageLedger) -> None:
     may_tokens = await ledger.tokens("T1", since=MAY_1)
     at_limit = BudgetGuard(ledger, may_tokens, clock=lambda: MAY_20)
-    refusal = await at_limit.refusal("T1")
-    assert refusal is not None
+    refused = await at_limit.refusal("T1")
+    assert refused is not None
+    refusal = str(refused)  # as English reads it
     assert f"{may_tokens:,} of its {may_tokens:,} tokens for May 2026" in refusal
     assert "1 June 2026 at 00:00 UTC" in refusal
     assert await BudgetGuard(ledger, may_tokens + 1, clock=lambda: MAY_20).refusal("T1") is None
@@ -247,7 +248,7 @@ async def test_budget_refuses_once_the_month_reaches_it(ledger: SqlUsageLedger) 
 async def test_report_periods(ledger: SqlUsageLedger) -> None:
     budget = BudgetGuard(ledger, 100_000, clock=lambda: MAY_20)
     report = await UsageReporter(ledger, budget, clock=lambda: MAY_20).workspace("T1")
-    assert report.month.label == "This month (May 2026)"
+    assert str(report.month.label) == "This month (May 2026)"
     assert report.month.total.tokens == await ledger.tokens("T1", since=MAY_1)
     assert report.all_time.total.tokens == await ledger.tokens("T1")
     assert report.all_time.total.cost_usd == Decimal("0.23")
