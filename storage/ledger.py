@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, RowMapping, Select, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.records import Totals, UsageRecord
-from storage.database import Database
+from storage.database import Database, insert_for
 from storage.tables import from_nanos, inflight_usage, to_nanos, usage
 
 
@@ -68,7 +67,7 @@ async def insert_usage(conn: AsyncConnection, records: Sequence[UsageRecord]) ->
     if not records:
         return
     now = time.time()
-    upsert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    upsert = insert_for(conn.dialect.name)
     await conn.execute(
         upsert(usage).on_conflict_do_nothing(), [usage_values(u, now) for u in records]
     )
