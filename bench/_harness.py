@@ -10,6 +10,7 @@ import io
 import logging
 import math
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,7 +50,9 @@ def configure_logging() -> None:
     so progress shows when the output goes to a file or a pipe)."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    logging.basicConfig(level=logging.WARNING, format="  [log %(levelname)s %(name)s] %(message)s")
+    # BENCH_LOG_LEVEL=INFO follows each run through the bot's log (to find where one went).
+    level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=level, format="  [log %(levelname)s %(name)s] %(message)s")
 
 
 # --------------------------------------------------------------------------- fake DashScope

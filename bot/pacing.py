@@ -84,8 +84,13 @@ class WorkspacePacer:
                     await asyncio.sleep(max(0.0, min(remaining, self._room_in())))
                 else:
                     me.ahead_left.clear()
+                    # Not asyncio.wait_for: on Python 3.11 it can swallow the caller's
+                    # cancellation when the wait ends at the same moment, and a run's live
+                    # progress, cancelled as the run ended, then never ended (1 run in 50 in
+                    # bench/progress_edits.py hung without its report).
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(me.ahead_left.wait(), remaining)
+                        async with asyncio.timeout(remaining):
+                            await me.ahead_left.wait()
         finally:
             was_head = queue[0] is me
             queue.remove(me)

@@ -69,3 +69,26 @@ async def test_a_run_does_not_take_room_ahead_of_one_waiting_longer() -> None:
     # A run edited a second ago asks without waiting: the longer-idle one is ahead of it.
     assert not await pacer.acquire("T1", max_wait=0, idle=1)
     assert await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_run_cancelled_as_the_one_ahead_leaves_stays_cancelled() -> None:
+    # A run's live progress is cancelled when the run ends. If it was waiting behind another
+    # run just as that one left, the cancellation must still end it: swallowed (as Python
+    # 3.11's asyncio.wait_for can), the run waited for its progress forever, without a report.
+    for steps in range(6):  # the cancellation lands at each moment of the hand-over
+        pacer = WorkspacePacer(per_minute=1, burst=1)
+        assert await pacer.acquire("T1", max_wait=0)  # the bucket is empty now
+        ahead = asyncio.create_task(pacer.acquire("T1", max_wait=30, idle=60))
+        await asyncio.sleep(0)
+        behind = asyncio.create_task(pacer.acquire("T1", max_wait=30, idle=1))
+        await asyncio.sleep(0.01)
+        line = pacer._queues["T1"]  # to make the hand-over happen at a chosen moment
+        waiting = next(w for w in line if w is not line[0])
+        waiting.ahead_left.set()  # as when the one ahead leaves
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        behind.cancel()
+        done, _ = await asyncio.wait([behind], timeout=5)
+        ahead.cancel()
+        await asyncio.gather(ahead, return_exceptions=True)
+        assert done and behind.cancelled(), f"cancellation lost after {steps} steps"
