@@ -7,8 +7,7 @@ import json
 import logging
 import re
 import unicodedata
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -186,7 +185,7 @@ def work_event(body: Mapping[str, Any]) -> WorkEvent | str | None:
 
 def recorded_handler(
     app: AsyncApp, services: Services
-) -> Callable[[dict[str, Any]], Awaitable[None]]:
+) -> Callable[[dict[str, Any]], Coroutine[Any, Any, None]]:
     """Hands an event recorded in the inbox to this process's listeners, as Slack would have
     (its signature was checked when it was received): one the front has just acknowledged,
     or one a process that died left behind."""
@@ -229,22 +228,6 @@ def abandoner(research: ResearchService) -> Callable[[OrphanEvent], Awaitable[No
                 logger.exception("could not tell a thread its message was given up")
 
     return give_up
-
-
-class RecentIds:
-    """The last `size` ids recorded by this process, in memory."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-
-    def seen(self, value: str) -> bool:
-        return value in self._seen
-
-    def add(self, value: str) -> None:
-        self._seen[value] = None
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)
 
 
 def strip_mentions(text: str, bot_user_id: str | None) -> str:

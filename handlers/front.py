@@ -21,11 +21,12 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 from bot.ports import Inbox
-from handlers.events import IGNORED, RecentIds, WorkEvent, work_event
+from handlers.events import IGNORED, WorkEvent, work_event
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class EventIntake:
         inbox: Inbox,
         process_id: str,
         main: Loop,
-        handle: Callable[[dict[str, Any]], Awaitable[None]],
+        handle: Callable[[dict[str, Any]], Coroutine[Any, Any, None]],
     ) -> None:
         self._inbox = inbox
         self._process_id = process_id
@@ -165,10 +166,21 @@ class EventIntake:
         if not accepted:
             logger.info("ignoring event %s recorded before (retry %s)", event_id, retry)
             return True
-        handle = self._handle
-        self._main.spawn(_call(handle, dict(body)), f"handling event {event_id}")
+        self._main.spawn(self._handle(dict(body)), f"handling event {event_id}")
         return True
 
 
-async def _call(handle: Callable[[dict[str, Any]], Awaitable[None]], body: dict[str, Any]) -> None:
-    await handle(body)
+class RecentIds:
+    """The last `size` ids recorded by this process, in memory."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def seen(self, value: str) -> bool:
+        return value in self._seen
+
+    def add(self, value: str) -> None:
+        self._seen[value] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
