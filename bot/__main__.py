@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
 from typing import Any
 
-from bot.config import ConfigError, Settings, load_database_url, load_settings
+from bot.config import ConfigError, Settings, StartupError, load_database_url, load_settings
+from bot.front import FrontThread
 from bot.logs import configure_logging
-from bot.runtime import BotRuntime, StartupError, check, workspaces_report
+
+# The rest of the bot (bot.runtime: Bolt, SQLAlchemy, the domain; about a second of imports)
+# is imported only once the port is open: see bot/front.py, Doorway.
 
 logger = logging.getLogger("bot")
 
@@ -48,11 +52,24 @@ async def run(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT (0), or until Slack refuses a token (2). A signal ends the
     process even while it is still starting (Slack unreachable, say): the start is cut short
     and undone."""
-    runtime = BotRuntime(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    front = FrontThread()
+    port = settings.port if settings.http_mode else settings.metrics_port
+    try:
+        if port is not None:
+            door = await front.open_door(settings.host, port)
+            logger.info("port %s open: health checks answered while the bot starts", door.port)
+        # On a thread: the loop stays free for the signals meanwhile.
+        await asyncio.to_thread(importlib.import_module, "bot.runtime")
+    except BaseException:
+        await front.stop()
+        raise
+    from bot.runtime import BotRuntime  # imported by now
+
+    runtime = BotRuntime(settings, front=front)
     starting = asyncio.create_task(runtime.start(), name="start")
     if not await _first(starting, stopping):
         logger.info("stopping before the start finished")
@@ -94,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "workspaces":
         return workspaces(as_json=args.json)
     if args.command == "check":
+        from bot.runtime import check
+
         return asyncio.run(check(force_http=args.http))
     try:
         settings = load_settings(force_http=args.http)
@@ -117,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 def workspaces(*, as_json: bool) -> int:
     try:
         url = load_database_url()
+        from bot.runtime import workspaces_report
+
         print(asyncio.run(workspaces_report(url, as_json=as_json)))
     except (ConfigError, StartupError) as exc:
         print(f"Cannot read the workspaces.\n{exc}", file=sys.stderr)

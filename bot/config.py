@@ -54,6 +54,11 @@ class ConfigError(Exception):
     """The environment cannot run the bot; the message says what to fix."""
 
 
+class StartupError(Exception):
+    """Something the bot needs at start (its port, Slack, the database) is not available;
+    the message is for the operator."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # "" in multi-workspace mode: each workspace's bot token comes from its installation.

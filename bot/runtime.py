@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 import aiohttp
-from aiohttp import web
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
@@ -27,8 +26,9 @@ from bot import context, metrics, operator_view, tracing
 from bot.answers import AnswerConfig, AnswerService
 from bot.background import spawn
 from bot.budget import BudgetGuard
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, StartupError, load_settings
 from bot.conversation import State
+from bot.front import FrontThread, Loop
 from bot.metering import UsageMeter
 from bot.operator_view import workspace_lines
 from bot.pacing import SharedPacer, WorkspacePacer
@@ -52,13 +52,12 @@ from handlers.app import (
     http_app,
     slack_client,
 )
-from handlers.events import abandoner, recorded_handler, replayer
+from handlers.events import EventIntake, abandoner, recorded_handler, replayer
 from handlers.files import SlackFiles
-from handlers.front import EventIntake, FrontThread, Loop
 from handlers.i18n import UserLanguages
 from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
 from handlers.installations import register as register_installations
-from handlers.ops import NotReady, add_ops_routes, check_app_token, check_slack, ops_app
+from handlers.ops import add_ops_routes, check_app_token, check_slack, ops_app
 from handlers.slack_sink import slack_sinks
 from storage import Storage
 from storage.database import Database, StorageError
@@ -107,25 +106,27 @@ GIL_SWITCH_SECONDS: Final = 0.001
 GC_THRESHOLDS: Final = (700, 10, 1000)
 
 
-class StartupError(Exception):
-    """A service the bot needs cannot be reached at start; the message is for the operator."""
-
-
 class BotRuntime:
     """Everything the running bot holds, opened in start() and closed in stop().
 
     The composition root: the only module that imports the domain, the Slack glue and the
     storage implementations together."""
 
-    def __init__(self, settings: Settings, *, model_retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model_retry: RetryPolicy | None = None,
+        front: FrontThread | None = None,
+    ) -> None:
         self.settings = settings
         self._model_retry = model_retry
         self._stack = AsyncExitStack()
-        self._runner: web.AppRunner | None = None
         self._socket: SocketModeTransport | None = None
         # Slack's requests are read and acknowledged on a thread and loop of their own
-        # (handlers/front.py); research streams are read on the main loop.
-        self._front = FrontThread()
+        # (bot/front.py); research streams are read on the main loop. `python -m bot` hands
+        # over its front with the port already open; the runtime stops it with the rest.
+        self._front = front or FrontThread()
         self.services: Services | None = None
         self._supervisor: Supervisor | None = None
         self.http_port: int | None = None
@@ -134,7 +135,6 @@ class BotRuntime:
         self.lifecycle: Lifecycle | None = None
         self.installations: AsyncInstallationStore | None = None
         self.ops_port: int | None = None  # METRICS_PORT's listener in Socket Mode, once up
-        self._ops_runner: web.AppRunner | None = None
         self._database: Database | None = None
         self._slack_ok = False  # auth.test succeeded (at start, or retried after)
         self._draining = False
@@ -153,6 +153,7 @@ class BotRuntime:
             tracing.setup(settings.otel_endpoint)
             self._tracing = True
         try:
+            await self._open_door()
             client = slack_client(settings)
             try:
                 # Multi-workspace mode has no token of its own: each installation brings one.
@@ -327,17 +328,21 @@ class BotRuntime:
             intake = EventIntake(
                 storage.inbox, process_id, main, recorded_handler(app, self.services)
             )
-            await self._front.start()
 
             async def not_ready() -> dict[str, str]:
                 return await main.run(self.not_ready())
 
+            door = self._front.door
             if settings.http_mode:
+                assert door is not None  # opened above
                 web_app = http_app(
                     app, settings.slack_signing_secret or "", EVENTS_PATH, intake=intake, main=main
                 )
                 add_ops_routes(web_app, not_ready)
-                await self._front.run(self._serve_http(web_app))
+                await self._front.run(door.serve(web_app))
+                logger.info(
+                    "listening for Slack on http://%s:%s%s", settings.host, door.port, EVENTS_PATH
+                )
                 if settings.multi_workspace:
                     logger.info(
                         "many workspaces: they install the bot from http://%s:%s%s (behind "
@@ -347,8 +352,13 @@ class BotRuntime:
                         INSTALL_PATH,
                     )
             else:
-                if settings.metrics_port is not None:
-                    await self._front.run(self._serve_ops(settings.metrics_port, not_ready))
+                if door is not None:
+                    await self._front.run(door.serve(ops_app(not_ready)))
+                    logger.info(
+                        "health and metrics on http://%s:%s/healthz, /readyz, /metrics",
+                        settings.host,
+                        door.port,
+                    )
 
                 def refused(sentence: str) -> None:
                     main.loop.call_soon_threadsafe(self._slack_refused, sentence)
@@ -425,17 +435,22 @@ class BotRuntime:
                 return
             self._slack_ok = identity is not None
 
-    async def _serve_ops(self, port: int, not_ready: NotReady) -> None:
-        self._ops_runner = web.AppRunner(ops_app(not_ready), handle_signals=False)
-        await self._ops_runner.setup()
-        site = web.TCPSite(self._ops_runner, self.settings.host, port)
-        await site.start()
-        self.ops_port = self._ops_runner.addresses[0][1]
-        logger.info(
-            "health and metrics on http://%s:%s/healthz, /readyz, /metrics",
-            self.settings.host,
-            self.ops_port,
-        )
+    async def _open_door(self) -> None:
+        """The HTTP listener (PORT in HTTP mode, METRICS_PORT in Socket Mode), unless
+        `python -m bot` opened it already: answering "starting" until start() is done."""
+        settings = self.settings
+        port = settings.port if settings.http_mode else settings.metrics_port
+        if port is None or self._front.door is not None:
+            if not self._front.started:
+                await self._front.start()
+        else:
+            await self._front.open_door(settings.host, port)  # raises CannotListen
+        door = self._front.door
+        if door is not None:
+            if settings.http_mode:
+                self.http_port = door.port
+            else:
+                self.ops_port = door.port
 
     async def _stop_tracing(self) -> None:
         if self._tracing:
@@ -476,16 +491,13 @@ class BotRuntime:
         were opened), then stop its thread."""
         if not self._front.started:
             return
-        socket, runner, ops = self._socket, self._runner, self._ops_runner
-        self._socket = self._runner = self._ops_runner = None
+        socket, self._socket = self._socket, None
         database = self._database
         closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if socket is not None:
             closers.append(socket.close_async)
-        if runner is not None:
-            closers.append(runner.cleanup)
-        if ops is not None:
-            closers.append(ops.cleanup)
+        if self._front.door is not None:
+            closers.append(self._front.door.close)  # before the inbox's connections it uses
         if database is not None:
             closers.append(database.close_urgent)
         for close in closers:
@@ -494,18 +506,6 @@ class BotRuntime:
             except Exception:
                 logger.warning("closing the Slack front failed", exc_info=True)
         await self._front.stop()
-
-    async def _serve_http(self, web_app: web.Application) -> None:
-        self._runner = web.AppRunner(web_app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.port
-        logger.info(
-            "listening for Slack on http://%s:%s%s", self.settings.host, self.http_port, EVENTS_PATH
-        )
 
     async def stop(self) -> None:
         """Stop taking work, let running research go on for DRAIN_SECONDS, record where the

@@ -43,11 +43,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.config import Settings
+from bot.front import Loop
 from bot.logs import bind
 from bot.services import Services
 from handlers import register_all
-from handlers.events import HUMAN_SUBTYPES
-from handlers.front import EventIntake, Loop
+from handlers.events import HUMAN_SUBTYPES, EventIntake
 from handlers.ops import CountSlackCalls, new_request_id, observed
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class RefuseMalformed(AsyncMiddleware):
 def http_app(
     app: AsyncApp, signing_secret: str, path: str, *, intake: EventIntake, main: Loop
 ) -> web.Application:
-    """Slack's HTTP requests on `path`, served on the front's loop (handlers/front.py): the
+    """Slack's HTTP requests on `path`, served on the front's loop (bot/front.py): the
     signature is checked on the raw bytes before anything parses them; a body that cannot be
     read is refused with 400; an event that causes work is recorded and acknowledged there;
     everything else is answered by Bolt on `main`."""
@@ -486,7 +486,7 @@ class _SocketModeClient(SocketModeClient):
 
 class SocketModeTransport(AsyncSocketModeHandler):
     """Bolt's Socket Mode handler on the client above, run on the front's loop
-    (handlers/front.py): an event that causes work is recorded and acknowledged there;
+    (bot/front.py): an event that causes work is recorded and acknowledged there;
     every other envelope is answered by Bolt on `main`. An envelope Bolt cannot even read is
     acknowledged (nothing is done with it) and logged in one line.
 

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,10 +17,11 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.conversation import ConversationKey
+from bot.front import Loop
 from bot.i18n import N_, Text
 from bot.images import Image, accept_images
 from bot.logs import log_context
-from bot.ports import Languages, OrphanEvent
+from bot.ports import Inbox, Languages, OrphanEvent
 from bot.research import Deferred, ResearchService
 from bot.research_options import OptionError, parse_research_options
 from bot.services import Services
@@ -203,6 +205,61 @@ def recorded_handler(
             await services.inbox.done(_team(body, event), str(body.get("event_id")))
 
     return handle
+
+
+class EventIntake:
+    """Events that cause work, on the front: recorded in the inbox, acknowledged, and handed
+    to the main loop's listeners. Redeliveries are known by what was recorded."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        process_id: str,
+        main: Loop,
+        handle: Callable[[dict[str, Any]], Coroutine[Any, Any, None]],
+    ) -> None:
+        self._inbox = inbox
+        self._process_id = process_id
+        self._main = main
+        self._handle = handle
+        self._recent = RecentIds()  # recorded by this process: spares the database
+
+    async def take(self, body: Mapping[str, Any], retry: object = None) -> bool:
+        """True when the event is acknowledged here (recorded now, recorded before, or not
+        work); False when Bolt must answer the request (on the main loop)."""
+        target = work_event(body)
+        if not isinstance(target, WorkEvent):
+            return target == IGNORED
+        team, event_id = target.team_id, target.event_id
+        seen = f"{team}:{event_id}"
+        if self._recent.seen(seen):
+            logger.info("ignoring event %s seen before", event_id)
+            return True
+        accepted = await self._inbox.accept(
+            team, event_id, json.dumps(body, ensure_ascii=False), self._process_id
+        )
+        self._recent.add(seen)
+        if not accepted:
+            logger.info("ignoring event %s recorded before (retry %s)", event_id, retry)
+            return True
+        self._main.spawn(self._handle(dict(body)), f"handling event {event_id}")
+        return True
+
+
+class RecentIds:
+    """The last `size` ids recorded by this process, in memory."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def seen(self, value: str) -> bool:
+        return value in self._seen
+
+    def add(self, value: str) -> None:
+        self._seen[value] = None
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
 
 
 def replayer(app: AsyncApp, services: Services) -> Callable[[OrphanEvent], Awaitable[None]]:

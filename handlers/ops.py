@@ -29,14 +29,13 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
+from bot.front import HEALTH_PATH, READY_PATH
 from bot.logs import log_context
 from bot.preflight import CheckResult
 from handlers.scopes import BOT_SCOPES
 
 logger = logging.getLogger(__name__)
 
-HEALTH_PATH: Final = "/healthz"
-READY_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
 
 NotReady = Callable[[], Awaitable[Mapping[str, str]]]
