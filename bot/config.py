@@ -16,6 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bot.usage import Pricing, PricingError, load_pricing
 
+MIN_SECRET_KEY_CHARS: Final = 32
+"""SECRET_KEY's shortest length (bot/secrets_box.py derives the workspace keys' cipher from it)."""
+
 DEFAULT_SLACK_API_URL: Final = "https://slack.com/api/"
 DEFAULT_DASHSCOPE_URL: Final = "https://dashscope.aliyuncs.com/api/v1"
 DEFAULT_DATABASE_URL: Final = "sqlite:///data/bot.sqlite3"
@@ -259,10 +262,6 @@ def load_settings(
     dotenv: Path | None = Path(".env"),
 ) -> Settings:
     """Build Settings from the environment; the real environment wins over .env."""
-    # Imported here, not at the top: the start script's pre-check runs before `cryptography`
-    # is installed.
-    from bot.secrets_box import MIN_SECRET_KEY_CHARS
-
     get = _reader(environ, dotenv)
     app_token = get("SLACK_APP_TOKEN")
     client_id = get("SLACK_CLIENT_ID")

@@ -15,10 +15,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bot.config import MIN_SECRET_KEY_CHARS
+
 # Fixed, public values: they separate this use of SECRET_KEY from any other.
 _SALT: Final = b"qwen-deep-research-slack/secrets-box"
 _INFO_PREFIX: Final = b"v1/mcp-token/"
-MIN_SECRET_KEY_CHARS: Final = 32
 
 
 class SecretError(Exception):
