@@ -4,6 +4,7 @@ delivering Slack events with the ack latency measured the way Slack would see it
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import io
@@ -219,6 +220,90 @@ class LoopTicker:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+class SlowIterations:
+    """A diagnostic, on with BENCH_SLOW_ITERATIONS_MS=N: every turn of the bot's event loop
+    whose callbacks took more than N ms together is printed (stderr, at the end) with how many
+    callbacks ran, the slowest ones, and where the main thread was when a 2 ms CPU-time
+    sampler (SIGPROF) looked during that turn: what a long loop stall was made of."""
+
+    def __init__(self, threshold_ms: float) -> None:
+        self.threshold = threshold_ms / 1000
+        self.turns: list[tuple[float, float, int, list[tuple[float, str]], list[str]]] = []
+        self._spent = 0.0
+        self._count = 0
+        self._slowest: list[tuple[float, str]] = []
+        self._samples: collections.deque[tuple[float, str]] = collections.deque(maxlen=5000)
+
+    def _sample(self, signum: int, frame: Any) -> None:
+        where = []
+        while frame is not None and len(where) < 14:
+            code = frame.f_code
+            if "site-packages" not in code.co_filename or len(where) < 3:
+                where.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
+            frame = frame.f_back
+        self._samples.append((time.perf_counter(), " < ".join(where)))
+
+    def install(self) -> None:
+        import asyncio.base_events
+        import asyncio.events
+        import signal
+
+        handle_run = asyncio.events.Handle._run
+        run_once = asyncio.base_events.BaseEventLoop._run_once  # type: ignore[attr-defined]
+        this = self
+
+        def timed_run(handle: asyncio.events.Handle) -> None:
+            started = time.perf_counter()
+            handle_run(handle)
+            spent = time.perf_counter() - started
+            this._spent += spent
+            this._count += 1
+            if spent > 0.002:
+                this._slowest.append((spent, _what_ran(handle)))
+
+        def timed_turn(loop: asyncio.AbstractEventLoop) -> None:
+            this._spent, this._count, this._slowest = 0.0, 0, []
+            started = time.perf_counter()
+            run_once(loop)
+            if this._spent > this.threshold:
+                top = sorted(this._slowest, reverse=True)[:4]
+                samples = list(this._samples)  # one C call: no sample lands meanwhile
+                seen = collections.Counter(w for t, w in samples if t >= started)
+                where = [f"{n}x {w}" for w, n in seen.most_common(4)]
+                this.turns.append((time.monotonic(), this._spent, this._count, top, where))
+
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        asyncio.base_events.BaseEventLoop._run_once = timed_turn  # type: ignore[attr-defined]
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, 0.002, 0.002)
+
+    def report(self) -> None:
+        for at, spent, count, top, where in self.turns:
+            print(
+                f"  [slow turn at {at:.1f}] {spent * 1000:.0f} ms, {count} callbacks",
+                file=sys.stderr,
+            )
+            for took, what in top:
+                print(f"      {took * 1000:.1f} ms {what}", file=sys.stderr)
+            for line in where:
+                print(f"      sampled {line}", file=sys.stderr)
+
+
+def _what_ran(handle: asyncio.Handle) -> str:
+    """A callback, named: for a task's step, the task's coroutine and where it waits now."""
+    callback = getattr(handle, "_callback", None)
+    task = getattr(callback, "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        task = getattr(getattr(callback, "__self__", None), "_task", None)
+    if isinstance(task, asyncio.Task):
+        frames = task.get_stack(limit=6)
+        where = " < ".join(
+            f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in frames
+        )
+        return f"task {task.get_name()} {task.get_coro()!r:.80} waiting at {where}"
+    return repr(handle)[:240]
+
+
 def _rss_mib() -> float:
     """The peak resident memory of this process."""
     import resource
@@ -282,6 +367,9 @@ def _bot_process_main(spec: _BotSpec, conn: Connection) -> None:
     configure_logging()
     instrument_model_streams()
     settings = spec.settings()
+    slow = SlowIterations(float(os.environ.get("BENCH_SLOW_ITERATIONS_MS") or 0))
+    if slow.threshold:
+        slow.install()
 
     async def main() -> LoopTicker:
         runtime = BotRuntime(
@@ -298,6 +386,8 @@ def _bot_process_main(spec: _BotSpec, conn: Connection) -> None:
         return ticker
 
     ticker = asyncio.run(main())
+    if slow.threshold:
+        slow.report()
     conn.send(
         {
             "spans": list(_STREAM_SPANS),

@@ -57,11 +57,12 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     front = FrontThread()
-    port = settings.port if settings.http_mode else settings.metrics_port
     try:
-        if port is not None:
-            door = await front.open_door(settings.host, port)
-            logger.info("port %s open: health checks answered while the bot starts", door.port)
+        await front.open(settings.host, settings.listen_port)
+        if front.door is not None:
+            logger.info(
+                "port %s open: health checks answered while the bot starts", front.door.port
+            )
         # On a thread: the loop stays free for the signals meanwhile.
         await asyncio.to_thread(importlib.import_module, "bot.runtime")
     except BaseException:

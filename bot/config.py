@@ -111,6 +111,11 @@ class Settings:
     log_format: str = "text"  # or "json": one object per line
     otel_endpoint: str | None = None  # OTLP/HTTP collector; None: no tracing at all
 
+    @property
+    def listen_port(self) -> int | None:
+        """The HTTP listener's port: PORT in HTTP mode, METRICS_PORT (or none) in Socket Mode."""
+        return self.port if self.http_mode else self.metrics_port
+
     def __repr__(self) -> str:  # secrets never reach a log through repr()
         return (
             f"Settings(mode={'http' if self.http_mode else 'socket'}, "

@@ -112,15 +112,15 @@ class FrontThread:
         """Run `coro` on the front's loop and return its result here."""
         return await self.loop.run(coro)
 
-    async def open_door(self, host: str, port: int) -> Doorway:
-        """Listen on `host`:`port` (0: any free port) from the front's loop, starting the
-        thread first if need be. Raises CannotListen."""
+    async def open(self, host: str, port: int | None) -> None:
+        """Start the thread, and listen on `host`:`port` from its loop (None: no listener;
+        0: any free port); what is started or open already stays. Raises CannotListen."""
         if not self.started:
             await self.start()
-        door = Doorway()
-        await self.run(door.open(host, port))
-        self.door = door
-        return door
+        if port is not None and self.door is None:
+            door = Doorway()
+            await self.run(door.open(host, port))
+            self.door = door
 
     async def stop(self) -> None:
         """Close the listener, stop the loop (what else runs on it was closed before) and

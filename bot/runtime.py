@@ -55,6 +55,7 @@ from handlers.app import (
 from handlers.events import EventIntake, abandoner, recorded_handler, replayer
 from handlers.files import SlackFiles
 from handlers.i18n import UserLanguages
+from handlers.i18n import preload as preload_languages
 from handlers.installations import INSTALL_PATH, TeamTokens, oauth_settings, team_clients
 from handlers.installations import register as register_installations
 from handlers.ops import add_ops_routes, check_app_token, check_slack, ops_app
@@ -106,6 +107,11 @@ GIL_SWITCH_SECONDS: Final = 0.001
 GC_THRESHOLDS: Final = (700, 10, 1000)
 
 
+def _load_ahead() -> None:
+    context.preload()
+    preload_languages()
+
+
 class BotRuntime:
     """Everything the running bot holds, opened in start() and closed in stop().
 
@@ -144,7 +150,7 @@ class BotRuntime:
         # revoked app token): the process must stop; `failure` says which setting to fix.
         self.failed = asyncio.Event()
         self.failure: str | None = None
-        self._preload: asyncio.Task[bool] | None = None
+        self._preload: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -392,10 +398,11 @@ class BotRuntime:
             # times a minute (issue 13). What they collect is little (the runs' objects die
             # young, by reference counting); young collections are unchanged.
             gc.set_threshold(*GC_THRESHOLDS)
-            # The tokenizer that fits follow-ups into a context window (the dashscope package,
-            # 0.5 s of imports): loaded off the event loop once Slack can reach the bot, rather
-            # than before it listens or during the first follow-up.
-            self._preload = asyncio.create_task(asyncio.to_thread(context.preload))
+            # Loaded off the event loop once Slack can reach the bot, rather than before it is
+            # ready or on the loop at first use: the tokenizer that fits follow-ups into a
+            # context window (the dashscope package, 0.5 s of imports), the catalogs and
+            # Babel's locale data (a first report in a language took 40 ms of the loop).
+            self._preload = asyncio.create_task(asyncio.to_thread(_load_ahead))
             # The database's thread (aiosqlite) needs the GIL for each of the ~7 steps of a
             # write while the loop thread is busy reading streams; Python's default 5 ms
             # hand-over made the write an ack waits for last 50+ ms (bench/ack_latency.py).
@@ -436,15 +443,10 @@ class BotRuntime:
             self._slack_ok = identity is not None
 
     async def _open_door(self) -> None:
-        """The HTTP listener (PORT in HTTP mode, METRICS_PORT in Socket Mode), unless
-        `python -m bot` opened it already: answering "starting" until start() is done."""
+        """The front, and the HTTP listener on it, unless `python -m bot` opened them already:
+        answering "starting" until start() is done (bot/front.py)."""
         settings = self.settings
-        port = settings.port if settings.http_mode else settings.metrics_port
-        if port is None or self._front.door is not None:
-            if not self._front.started:
-                await self._front.start()
-        else:
-            await self._front.open_door(settings.host, port)  # raises CannotListen
+        await self._front.open(settings.host, settings.listen_port)  # raises CannotListen
         door = self._front.door
         if door is not None:
             if settings.http_mode:

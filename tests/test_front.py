@@ -96,7 +96,7 @@ async def test_an_event_is_acknowledged_while_the_main_loop_is_busy(
 @pytest.fixture
 async def door_front() -> AsyncIterator[FrontThread]:
     thread = FrontThread()
-    await thread.open_door("127.0.0.1", 0)
+    await thread.open("127.0.0.1", 0)
     try:
         yield thread
     finally:
@@ -164,7 +164,7 @@ async def test_a_port_in_use_is_named_in_a_sentence() -> None:
         thread = FrontThread()
         try:
             with pytest.raises(CannotListen) as refused:
-                await thread.open_door("127.0.0.1", port)
+                await thread.open("127.0.0.1", port)
         finally:
             await thread.stop()
     assert f"Cannot listen on 127.0.0.1:{port}" in str(refused.value)

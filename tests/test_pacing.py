@@ -83,7 +83,7 @@ async def test_a_run_cancelled_as_the_one_ahead_leaves_stays_cancelled() -> None
         behind = asyncio.create_task(pacer.acquire("T1", max_wait=30, idle=1))
         await asyncio.sleep(0.01)
         line = pacer._queues["T1"]  # to make the hand-over happen at a chosen moment
-        waiting = next(w for w in line if w is not line[0])
+        waiting = next(w for _, _, w in line if w is not line[0][2])
         waiting.ahead_left.set()  # as when the one ahead leaves
         for _ in range(steps):
             await asyncio.sleep(0)
