@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.config import Settings
+from bot.front import new_event_loop
 from bot.runtime import EVENTS_PATH
 from tests.conftest import SIGNING_SECRET, bot_settings, start_bot
 from tests.fakes.dashscope_server import (
@@ -224,7 +225,8 @@ class SlowIterations:
     """A diagnostic, on with BENCH_SLOW_ITERATIONS_MS=N: every turn of the bot's event loop
     whose callbacks took more than N ms together is printed (stderr, at the end) with how many
     callbacks ran, the slowest ones, and where the main thread was when a 2 ms CPU-time
-    sampler (SIGPROF) looked during that turn: what a long loop stall was made of."""
+    sampler (SIGPROF) looked during that turn: what a long loop stall was made of. The bot
+    then runs on asyncio's own loop (uvloop's turns cannot be timed from Python)."""
 
     def __init__(self, threshold_ms: float) -> None:
         self.threshold = threshold_ms / 1000
@@ -235,7 +237,7 @@ class SlowIterations:
         self._samples: collections.deque[tuple[float, str]] = collections.deque(maxlen=5000)
 
     def _sample(self, signum: int, frame: Any) -> None:
-        where = []
+        where: list[str] = []
         while frame is not None and len(where) < 14:
             code = frame.f_code
             if "site-packages" not in code.co_filename or len(where) < 3:
@@ -272,7 +274,7 @@ class SlowIterations:
                 where = [f"{n}x {w}" for w, n in seen.most_common(4)]
                 this.turns.append((time.monotonic(), this._spent, this._count, top, where))
 
-        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign,assignment]
         asyncio.base_events.BaseEventLoop._run_once = timed_turn  # type: ignore[attr-defined]
         signal.signal(signal.SIGPROF, self._sample)
         signal.setitimer(signal.ITIMER_PROF, 0.002, 0.002)
@@ -385,7 +387,11 @@ def _bot_process_main(spec: _BotSpec, conn: Connection) -> None:
         await runtime.stop()
         return ticker
 
-    ticker = asyncio.run(main())
+    # The loop `python -m bot` runs on (uvloop); the diagnostic needs asyncio's own, whose
+    # turns and callbacks it can time.
+    factory = asyncio.new_event_loop if slow.threshold else new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        ticker = runner.run(main())
     if slow.threshold:
         slow.report()
     conn.send(

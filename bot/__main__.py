@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from bot.config import ConfigError, Settings, StartupError, load_database_url, load_settings
-from bot.front import FrontThread
+from bot.front import FrontThread, new_event_loop
 from bot.logs import configure_logging
 
 # The rest of the bot (bot.runtime: Bolt, SQLAlchemy, the domain; about a second of imports)
@@ -56,6 +56,7 @@ async def run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    logger.info("event loop: %s", type(loop).__module__.split(".")[0])
     front = FrontThread()
     try:
         await front.open(settings.host, settings.listen_port)
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.secrets, settings.log_level, settings.log_format)
     try:
-        return asyncio.run(run(settings))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(run(settings))
     except StartupError as exc:
         logger.debug("start failed", exc_info=True)
         print(f"Cannot start the bot.\n{exc}", file=sys.stderr)

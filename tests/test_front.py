@@ -218,6 +218,7 @@ async def test_a_command_sent_while_the_bot_starts_is_answered_once_it_is_ready(
         assert "/research" in str(answer.get("text"))  # the help, in the command's answer
         await bot.wait_for_line("bot started")
         assert await asyncio.to_thread(_get, base + READY_PATH) == (200, {"status": "ready"})
+        assert "event loop: uvloop" in bot.log  # the loop it was measured on (bench/)
         assert await bot.stop() == 0
     assert_no_traceback(bot)
 
