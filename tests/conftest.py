@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from tenacity import wait_none
 
 from bot.config import Settings, load_settings
+from bot.front import new_event_loop
 from bot.qwen.client import RetryPolicy
 from bot.runtime import EVENTS_PATH, BotRuntime
 from bot.services import Services
@@ -20,6 +22,14 @@ from tests.fakes.dashscope_server import FakeDashScope
 from tests.fakes.slack_payloads import event_callback, post_signed
 from tests.fakes.slack_server import FakeSlack
 from tests.postgres import fresh_database
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every test on the event loop `python -m bot` runs on (uvloop; bot/front.py)."""
+    return {"uvloop": new_event_loop}
+
 
 SIGNING_SECRET = "test-signing-secret"
 
