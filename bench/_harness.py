@@ -293,10 +293,8 @@ class SlowIterations:
 
 def _what_ran(handle: asyncio.Handle) -> str:
     """A callback, named: for a task's step, the task's coroutine and where it waits now."""
-    callback = getattr(handle, "_callback", None)
-    task = getattr(callback, "__self__", None)
-    if not isinstance(task, asyncio.Task):
-        task = getattr(getattr(callback, "__self__", None), "_task", None)
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+    task = owner if isinstance(owner, asyncio.Task) else getattr(owner, "_task", None)
     if isinstance(task, asyncio.Task):
         frames = task.get_stack(limit=6)
         where = " < ".join(

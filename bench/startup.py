@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import signal
 import socket
@@ -34,6 +33,7 @@ from bench._harness import configure_logging
 from tests.conftest import SIGNING_SECRET
 from tests.fakes.dashscope_server import FakeDashScope
 from tests.fakes.slack_server import FakeSlack
+from tests.test_durability import bot_env
 
 GOAL_SECONDS = 0.6
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)$")
@@ -53,19 +53,15 @@ def _listening(port: int) -> bool:
 
 async def one_round(slack: FakeSlack, dashscope: FakeDashScope, tmp: str) -> Round:
     port = _free_port()
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "DASHSCOPE_API_KEY": "sk-test",
-        "DASHSCOPE_HTTP_BASE_URL": dashscope.base_url,
-        "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bot.sqlite3'}",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "DRAIN_SECONDS": "0",
-    }
-    env.pop("SLACK_APP_TOKEN", None)
+    env = bot_env(
+        slack,
+        dashscope,
+        Path(tmp) / "bot.sqlite3",
+        PYTHONPATH=str(Path.cwd()),  # the bot's code, from a process started in `tmp`
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -150,7 +146,6 @@ def _load() -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("PYTHONPATH", str(Path.cwd()))
     first, results = [], []
     async with FakeSlack() as slack, FakeDashScope() as dashscope:
         for _ in range(args.rounds):

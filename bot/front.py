@@ -28,7 +28,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 from aiohttp import web
@@ -187,10 +187,9 @@ class Doorway:
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._routes: web.Application | None = None
-        self._served: asyncio.Event | None = None  # made on the front's loop, in open()
+        self._served = asyncio.Event()  # bound to the front's loop when first awaited
 
     async def open(self, host: str, port: int) -> None:
-        self._served = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._dispatch)
         runner = web.AppRunner(app, handle_signals=False)
@@ -214,8 +213,7 @@ class Doorway:
         if routes.middlewares:
             raise ValueError("the doorway serves routes; these middlewares would be skipped")
         self._routes = routes
-        if self._served is not None:
-            self._served.set()
+        self._served.set()
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -223,19 +221,22 @@ class Doorway:
             await runner.cleanup()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if self._routes is None and request.path not in (HEALTH_PATH, READY_PATH):
+            await self._wait_for_routes(request)
         routes = self._routes
         if routes is None:
-            routes = await self._wait_for_routes(request)
-            if routes is None:
-                return _starting(request)
+            # Starting: alive, not ready, come back in a second.
+            if request.path == HEALTH_PATH:
+                return health_answer()
+            return readiness_answer(
+                {"starting": "the bot is still starting"}, headers={"Retry-After": "1"}
+            )
         # The bot's route for the request; for an unknown path or method, a handler that
         # raises 404 or 405.
         found = await routes.router.resolve(request)
         return await found.handler(request)
 
-    async def _wait_for_routes(self, request: web.Request) -> web.Application | None:
-        if request.path in (HEALTH_PATH, READY_PATH) or self._served is None:
-            return None
+    async def _wait_for_routes(self, request: web.Request) -> None:
         try:
             async with asyncio.timeout(START_WAIT_SECONDS):
                 await self._served.wait()
@@ -246,15 +247,18 @@ class Doorway:
                 request.path,
                 START_WAIT_SECONDS,
             )
-            return None
-        return self._routes
 
 
-def _starting(request: web.Request) -> web.Response:
-    """The answer while the bot starts: alive, not ready, come back in a second."""
-    if request.path == HEALTH_PATH:
-        return web.json_response({"status": "ok"})
-    reasons = {"starting": "the bot is still starting"}
-    return web.json_response(
-        {"status": "not ready", "not_ready": reasons}, status=503, headers={"Retry-After": "1"}
-    )
+def health_answer() -> web.Response:
+    """GET /healthz: the process serves requests."""
+    return web.json_response({"status": "ok"})
+
+
+def readiness_answer(
+    reasons: Mapping[str, str], *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """GET /readyz: 200, or 503 naming what is not ready (each with a few words why)."""
+    if reasons:
+        body = {"status": "not ready", "not_ready": dict(reasons)}
+        return web.json_response(body, status=503, headers=headers)
+    return web.json_response({"status": "ready"})

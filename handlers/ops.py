@@ -29,7 +29,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
-from bot.front import HEALTH_PATH, READY_PATH
+from bot.front import HEALTH_PATH, READY_PATH, health_answer, readiness_answer
 from bot.logs import log_context
 from bot.preflight import CheckResult
 from handlers.scopes import BOT_SCOPES
@@ -44,13 +44,10 @@ NotReady = Callable[[], Awaitable[Mapping[str, str]]]
 
 def add_ops_routes(web_app: web.Application, not_ready: NotReady) -> None:
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return health_answer()
 
     async def ready(_: web.Request) -> web.Response:
-        reasons = dict(await not_ready())
-        if reasons:
-            return web.json_response({"status": "not ready", "not_ready": reasons}, status=503)
-        return web.json_response({"status": "ready"})
+        return readiness_answer(await not_ready())
 
     async def exposition(_: web.Request) -> web.Response:
         # Rendering is quick (a few hundred series) and needs no lock of the event loop's.

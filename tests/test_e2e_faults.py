@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -171,7 +172,7 @@ async def test_slack_rate_limit_on_progress_edits_is_honoured(bot: Harness) -> N
 async def test_bad_or_stale_signature_is_rejected_and_changes_nothing(bot: Harness) -> None:
     if bot.mode != "http":
         pytest.skip("signatures exist only in HTTP mode")
-    payload = {"type": "event_callback", "team_id": "T1", "event_id": "EvBAD"}
+    payload: dict[str, Any] = {"type": "event_callback", "team_id": "T1", "event_id": "EvBAD"}
     payload["event"] = app_mention(f"<@UBOT> {TOPIC}")
     status, _, _ = await post_signed(
         bot.session, bot.url, SIGNING_SECRET, payload, bad_signature=True
